@@ -1,0 +1,145 @@
+"""chatapp: a self-hostable real-time chat on Flask and Flask-SocketIO."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask import jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from chatapp import lobby
+from chatapp import room
+from chatapp.broadcast import Broadcaster
+from chatapp.errors import register_error_handlers
+from chatapp.extensions import csrf
+from chatapp.extensions import get_registry
+from chatapp.extensions import socketio
+from chatapp.rooms import RoomRegistry
+from chatapp.rooms import Settings
+from chatapp.security import register_security_headers
+from chatapp.sockets import CHAT_NAMESPACE
+from chatapp.sockets import ChatNamespace
+from chatapp.stores import Limits
+from chatapp.stores import make_store
+from chatapp.stores import StoreUnavailable
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def create_app(
+    config: str | type = "config.ProductionConfig",
+    overrides: Mapping[str, Any] | None = None,
+) -> Flask:
+    """Create and configure a chatapp application."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        instance_path=os.environ.get("CHATAPP_INSTANCE_PATH") or None,
+    )
+    app.config.from_object(config)
+    if not app.testing:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("CHATAPP")
+    app.config.update(overrides or {})
+    _normalize_config(app)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(app)
+
+    csrf.init_app(app)
+    _register_socketio(app)
+    app.extensions["room_registry"] = _make_registry(app)
+    for blueprint in (lobby.bp, room.bp):
+        app.register_blueprint(blueprint)
+    _register_health(app)
+    register_error_handlers(app)
+    register_security_headers(app)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    return app
+
+
+def _normalize_config(app: Flask) -> None:
+    """Accept comma-separated lists from the environment."""
+    origins = app.config["ALLOWED_ORIGINS"]
+    if isinstance(origins, str):
+        app.config["ALLOWED_ORIGINS"] = [o.strip() for o in origins.split(",") if o.strip()]
+
+
+def _instance_secret_key(app: Flask) -> str:
+    """Return the key kept in the instance folder, generating it the first time.
+
+    ``O_EXCL`` makes the first of several processes starting at once the one
+    that writes it; the others read what it wrote.
+    """
+    os.makedirs(app.instance_path, exist_ok=True)
+    path = os.path.join(app.instance_path, SECRET_KEY_FILE)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, encoding="ascii") as existing:
+            key = existing.read().strip()
+        if not key:
+            raise RuntimeError(f"{path} is empty: delete it to generate a new key") from None
+        return key
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w", encoding="ascii") as new:
+        new.write(key + "\n")
+    return key
+
+
+def _register_socketio(app: Flask) -> None:
+    cfg = app.config
+    socketio.init_app(
+        app,
+        async_mode=cfg["SOCKETIO_ASYNC_MODE"],
+        # Origins are checked in the connect handler, which refuses with the
+        # reason "origin"; an empty list turns off Engine.IO's own CORS
+        # handling, so no CORS header ever names a foreign origin.
+        cors_allowed_origins=[],
+        max_http_buffer_size=cfg["MAX_FRAME_BYTES"],
+        ping_interval=cfg["SOCKETIO_PING_INTERVAL"],
+        ping_timeout=cfg["SOCKETIO_PING_TIMEOUT"],
+        # One connection's events run in order, in its own reader; a sender's
+        # lines keep their order and no greenlet is spawned per event.
+        async_handlers=False,
+    )
+    broadcaster = Broadcaster(socketio, CHAT_NAMESPACE)
+    app.extensions["chat_broadcaster"] = broadcaster
+    socketio.on_namespace(ChatNamespace(CHAT_NAMESPACE, broadcaster))
+
+
+def _make_registry(app: Flask) -> RoomRegistry:
+    cfg = app.config
+    limits = Limits(
+        max_members=cfg["ROOM_MAX_MEMBERS"],
+        history_limit=cfg["ROOM_HISTORY_LIMIT"],
+        idle_ttl=cfg["ROOM_IDLE_TTL"],
+    )
+    settings = Settings(
+        code_length=cfg["ROOM_CODE_LENGTH"],
+        name_max_length=cfg["NAME_MAX_LENGTH"],
+        message_max_length=cfg["MESSAGE_MAX_LENGTH"],
+        history_on_join=cfg["HISTORY_ON_JOIN"],
+        connect_timeout=cfg["CONNECT_TIMEOUT_SECONDS"],
+        send_rate=cfg["SEND_RATE"],
+        send_burst=cfg["SEND_BURST"],
+        typing_interval=cfg["TYPING_INTERVAL_SECONDS"],
+        join_failures_per_minute=cfg["JOIN_FAILURES_PER_MINUTE"],
+        creates_per_minute=cfg["CREATES_PER_MINUTE"],
+    )
+    return RoomRegistry(make_store(cfg["STORE"], limits), settings)
+
+
+def _register_health(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz() -> Any:
+        try:
+            get_registry().ping()
+        except StoreUnavailable:
+            return jsonify(status="unavailable"), 503
+        return jsonify(status="ok")

@@ -1,0 +1,37 @@
+"""Client addresses and origins, as the protocol's limits and checks see them."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+
+def address_key(remote_addr: str | None) -> str:
+    """Return the key that per-address limits count under.
+
+    IPv4 addresses count one by one; IPv6 addresses count per /64, the
+    smallest block one subscriber usually holds, so rotating through a
+    block's addresses evades nothing. ``remote_addr`` is already the client's
+    address: ProxyFix applies ``TRUSTED_PROXIES`` before we get here.
+    """
+    try:
+        address = ipaddress.ip_address((remote_addr or "").split("%", 1)[0])
+    except ValueError:
+        return f"other:{remote_addr}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def origin_allowed(origin: str | None, own_origin: str, allowed: Iterable[str]) -> bool:
+    """Tell whether a browser's ``Origin`` may open a socket.
+
+    No header means no browser (a bot or a test client): cross-site socket
+    hijacking needs a browser, and browsers always send it.
+    """
+    if origin is None:
+        return True
+    candidates = list(allowed) or [own_origin]
+    return origin.rstrip("/").lower() in {c.rstrip("/").lower() for c in candidates}

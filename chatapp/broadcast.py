@@ -1,0 +1,60 @@
+"""Delivery of a room's events to its sockets, in id order.
+
+PROTOCOL.md: each socket receives a room's messages in increasing id order,
+with no gaps or repeats, across ``joined.history`` and the live ``message``
+events after it. Recording a message and handing it to the sockets happen
+under one lock per room, so two concurrent sends (greenlets or threads)
+cannot hand over ids 6 and 5 in that order, and a connecting socket takes
+its history snapshot and enters the room between two deliveries, never in
+the middle of one.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Iterable
+
+from flask_socketio import SocketIO
+
+from chatapp.stores.base import Ended
+from chatapp.stores.base import Message
+
+# A fixed pool of locks, picked by the room code's hash: bounded memory and
+# no clean-up, at the cost of two rooms now and then sharing a lock.
+LOCK_STRIPES = 256
+
+
+class Broadcaster:
+    """Send room events on the ``/chat`` namespace, one room at a time."""
+
+    def __init__(self, socketio: SocketIO, namespace: str) -> None:
+        self.socketio = socketio
+        self.namespace = namespace
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+    def lock(self, code: str) -> threading.Lock:
+        """Return the lock that orders room ``code``'s deliveries."""
+        return self._locks[zlib.crc32(code.encode()) % LOCK_STRIPES]
+
+    def message(self, code: str, message: Message) -> None:
+        """Send a recorded message to everyone in the room."""
+        self.socketio.emit("message", message.to_dict(), to=code, namespace=self.namespace)
+
+    def members(self, code: str, names: Iterable[str]) -> None:
+        """Send the room's member list to everyone in it."""
+        self.socketio.emit("members", {"members": list(names)}, to=code, namespace=self.namespace)
+
+    def typing(self, code: str, name: str, skip: Iterable[str]) -> None:
+        """Tell the room but the typist's connections that ``name`` is typing."""
+        self.socketio.emit(
+            "typing", {"name": name}, to=code, skip_sid=list(skip), namespace=self.namespace
+        )
+
+    def departure(self, code: str, ended: Ended) -> None:
+        """Announce an ended membership and close its remaining connections."""
+        if ended.notice is not None:
+            self.message(code, ended.notice)
+            self.members(code, ended.members)
+        for sid in ended.connections:
+            self.socketio.server.disconnect(sid, namespace=self.namespace)

@@ -1,0 +1,45 @@
+"""Error pages: every error a person can meet gets a page that says what to do."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask import render_template
+from flask import request
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from chatapp.lobby.forms import LobbyForm
+from chatapp.lobby.routes import render_lobby
+from chatapp.stores.base import StoreUnavailable
+
+EXPIRED_FORM = "This form expired. Please try again."
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render HTTP errors, CSRF failures and store outages as pages."""
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(StoreUnavailable, _store_unavailable)
+
+
+def _csrf_error(error: CSRFError) -> ResponseReturnValue:
+    if request.endpoint == "lobby.enter":
+        return render_lobby(LobbyForm(), 400, EXPIRED_FORM)
+    return _page(400, "Bad request", EXPIRED_FORM)
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    code = error.code or 500
+    return _page(code, error.name, error.description or "")
+
+
+def _store_unavailable(error: StoreUnavailable) -> ResponseReturnValue:
+    return _page(503, "Unavailable", "The chat is unavailable right now. Try again in a moment.")
+
+
+def _page(code: int, title: str, description: str) -> ResponseReturnValue:
+    return (
+        render_template("errors/error.html", code=code, title=title, description=description),
+        code,
+    )

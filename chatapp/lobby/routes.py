@@ -1,0 +1,91 @@
+"""The lobby: type a name, then create a room or join one by its code."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask.typing import ResponseReturnValue
+
+from chatapp import memberships
+from chatapp.addresses import address_key
+from chatapp.extensions import get_registry
+from chatapp.lobby.forms import chosen_action
+from chatapp.lobby.forms import LobbyForm
+from chatapp.names import normalize_code
+from chatapp.rooms import NameTaken
+from chatapp.rooms import NoFreeCode
+from chatapp.rooms import RoomFull
+from chatapp.rooms import RoomNotFound
+from chatapp.rooms import StoreUnavailable
+
+bp = Blueprint("lobby", __name__)
+
+TOO_MANY = "Too many attempts from your network. Wait a minute and try again."
+UNAVAILABLE = "The chat is unavailable right now. Try again in a moment."
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """Show the lobby, with the code of an invite link filled in."""
+    form = LobbyForm(formdata=None, code=normalize_code(request.args.get("code", ""))[:16])
+    return render_template("lobby/index.html", form=form)
+
+
+@bp.post("/")
+def enter() -> ResponseReturnValue:
+    """Create or join a room, then go to it."""
+    action = chosen_action(request.form)
+    form = LobbyForm(action=action)
+    address = address_key(request.remote_addr)
+    registry = get_registry()
+    try:
+        if action == "create" and not registry.may_create(address):
+            return render_lobby(form, 429, TOO_MANY)
+        if action == "join" and not registry.may_join(address):
+            return render_lobby(form, 429, TOO_MANY)
+        if action is None:
+            return render_lobby(form, 400, "Choose either Create a room or Join room.")
+        if not form.validate():
+            if action == "join":
+                registry.record_join_failure(address)
+            return render_lobby(form, 400)
+        if action == "create":
+            membership = registry.create_room(form.name.data)
+            registry.record_creation(address)
+        else:
+            held = memberships.find(form.code.data)
+            membership = registry.join_room(
+                form.code.data, form.name.data, held.member_id if held else None
+            )
+            if held is not None:
+                membership = held  # joining again keeps the seat and its name
+    except (RoomNotFound, NameTaken, RoomFull) as refusal:
+        registry.record_join_failure(address)
+        return render_lobby(form, 400, field_error=refusal)
+    except NoFreeCode:
+        return render_lobby(form, 503, "No free room code right now. Try again in a moment.")
+    except StoreUnavailable:
+        return render_lobby(form, 503, UNAVAILABLE)
+    memberships.remember(membership)
+    return redirect(url_for("room.chat", code=membership.code), 303)
+
+
+def render_lobby(
+    form: LobbyForm,
+    status: int,
+    form_error: str | None = None,
+    field_error: Exception | None = None,
+) -> ResponseReturnValue:
+    """Render the lobby again with an error next to the right field."""
+    if form_error is not None:
+        form.form_errors.append(form_error)
+    if isinstance(field_error, RoomNotFound):
+        form.code.errors = [f"No room has the code {form.code.data}."]
+    elif isinstance(field_error, RoomFull):
+        form.code.errors = ["This room is full."]
+    elif isinstance(field_error, NameTaken):
+        form.name.errors = ["Someone in this room has that name, or one that looks like it."]
+    return render_template("lobby/index.html", form=form), status

@@ -1,0 +1,49 @@
+"""The room: the chat page, and leaving for good."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import redirect
+from flask import render_template
+from flask import url_for
+from flask.typing import ResponseReturnValue
+
+from chatapp import memberships
+from chatapp.extensions import get_broadcaster
+from chatapp.extensions import get_registry
+from chatapp.names import normalize_code
+
+bp = Blueprint("room", __name__, url_prefix="/room")
+
+
+@bp.get("/<code>")
+def chat(code: str) -> ResponseReturnValue:
+    """Show the chat page to a member; send anyone else to the lobby."""
+    code = normalize_code(code)
+    membership = memberships.find(code)
+    if membership is None or not get_registry().is_member(code, membership.member_id):
+        if membership is not None:
+            memberships.forget(code)  # the room expired or the seat was given up
+        return redirect(url_for("lobby.index", code=code), 303)
+    return render_template(
+        "room/chat.html",
+        room_code=code,
+        name=membership.name,
+        invite_url=url_for("lobby.index", code=code, _external=True),
+        leave_url=url_for("room.leave", code=code),
+    )
+
+
+@bp.post("/<code>/leave")
+def leave(code: str) -> ResponseReturnValue:
+    """Leave the room for good: notice, disconnect, free the name."""
+    code = normalize_code(code)
+    membership = memberships.find(code)
+    if membership is not None:
+        broadcaster = get_broadcaster()
+        with broadcaster.lock(code):
+            ended = get_registry().leave(code, membership.member_id)
+            if ended is not None:
+                broadcaster.departure(code, ended)
+        memberships.forget(code)
+    return redirect(url_for("lobby.index"), 303)

@@ -1,0 +1,338 @@
+"""RoomRegistry: every rule of rooms, members and messages (PROTOCOL.md).
+
+Pure Python with no Flask import. The registry validates and normalizes,
+draws room codes, keeps the clocks, and asks its Store to record atomically.
+It raises domain exceptions and never emits: the callers deliver.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
+
+from chatapp.names import InvalidName
+from chatapp.names import is_valid_code
+from chatapp.names import name_keys
+from chatapp.names import normalize_code
+from chatapp.names import normalize_name
+from chatapp.stores.base import AddOutcome
+from chatapp.stores.base import AppendOutcome
+from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import Ended
+from chatapp.stores.base import Message
+from chatapp.stores.base import NewMember
+from chatapp.stores.base import Store
+from chatapp.stores.base import StoreUnavailable
+
+__all__ = [
+    "Departure",
+    "InvalidCode",
+    "InvalidName",
+    "Message",
+    "NameTaken",
+    "NoFreeCode",
+    "NotJoined",
+    "RoomFull",
+    "RoomNotFound",
+    "RoomRegistry",
+    "SendRefused",
+    "StoreUnavailable",
+    "Welcome",
+]
+
+CID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Control characters a chat line may not hold: all of C0 and C1 but \t and
+# \n, and lone surrogates (which no UTF-8 encoder can carry).
+_REFUSED_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class RoomNotFound(LookupError):
+    """No room has that code (it never existed or has expired)."""
+
+
+class InvalidCode(ValueError):
+    """The text typed as a room code does not have a code's shape."""
+
+
+class NameTaken(ValueError):
+    """Someone in the room holds that name, or one confusable with it."""
+
+
+class RoomFull(ValueError):
+    """The room has ``ROOM_MAX_MEMBERS`` members."""
+
+
+class NoFreeCode(RuntimeError):
+    """A bounded number of random draws found no unused room code."""
+
+
+class NotJoined(PermissionError):
+    """The session is not (or no longer) a member of that room."""
+
+
+class SendRefused(ValueError):
+    """A ``send`` the protocol rejects; ``error`` is its ack error code."""
+
+    def __init__(self, error: str, retry_after: float | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.retry_after = retry_after
+
+    def ack(self) -> dict[str, object]:
+        """Return the protocol's negative acknowledgement."""
+        ack: dict[str, object] = {"ok": False, "error": self.error}
+        if self.retry_after is not None:
+            ack["retry_after"] = round(self.retry_after, 3)
+        return ack
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A session's seat in a room, as the session cookie remembers it."""
+
+    code: str
+    member_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """What a newly accepted connection is told, and what the room learns."""
+
+    room: str
+    name: str
+    members: tuple[str, ...]
+    history: tuple[Message, ...]
+    latest_id: int
+    truncated: bool
+    notice: Message | None  # the join notice, on the member's first connection
+
+    def joined_payload(self) -> dict[str, object]:
+        """Return the protocol's ``joined`` event payload."""
+        return {
+            "room": self.room,
+            "name": self.name,
+            "members": list(self.members),
+            "history": [m.to_dict() for m in self.history],
+            "latest_id": self.latest_id,
+            "truncated": self.truncated,
+        }
+
+
+Departure = Ended
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The protocol's tunable limits, with PROTOCOL.md's defaults."""
+
+    code_length: int = 4
+    code_draws: int = 64
+    name_max_length: int = 32
+    message_max_length: int = 2000
+    history_on_join: int = 50
+    connect_timeout: float = 60.0
+    send_rate: float = 5.0
+    send_burst: int = 10
+    typing_interval: float = 2.0
+    join_failures_per_minute: int = 20
+    creates_per_minute: int = 10
+
+
+def utc_timestamp(now: float) -> str:
+    """Format ``now`` (epoch seconds) as ISO 8601 UTC with milliseconds and Z."""
+    moment = datetime.fromtimestamp(now, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class RoomRegistry:
+    """Apply the protocol's rules to rooms kept in a Store."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        draw_code: Callable[[int], str] | None = None,
+        new_member_id: Callable[[], str] = lambda: secrets.token_urlsafe(12),
+    ) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self.clock = clock
+        self.draw_code = draw_code or _random_code
+        self.new_member_id = new_member_id
+
+    # -- lobby ---------------------------------------------------------------
+
+    def normalize_name(self, raw: str) -> str:
+        """Return the canonical form of a display name or raise InvalidName."""
+        return normalize_name(raw, self.settings.name_max_length)
+
+    def normalize_code(self, raw: str) -> str:
+        """Return a typed room code in canonical form or raise InvalidCode."""
+        code = normalize_code(raw)
+        if not is_valid_code(code, self.settings.code_length):
+            raise InvalidCode(code)
+        return code
+
+    def create_room(self, raw_name: str) -> Membership:
+        """Create a room with a fresh code and seat its creator (pending)."""
+        name = self.normalize_name(raw_name)
+        now = self.clock()
+        self.store.purge(now)
+        creator = self._new_member(self.new_member_id(), name, now)
+        for _ in range(self.settings.code_draws):
+            code = self.draw_code(self.settings.code_length)
+            if self.store.create_room(code, creator, now):
+                return Membership(code, creator.member_id, name)
+        raise NoFreeCode()
+
+    def join_room(self, raw_code: str, raw_name: str, member_id: str | None = None) -> Membership:
+        """Seat a member in an existing room (pending until it connects).
+
+        ``member_id`` is the session's earlier membership there, if any: the
+        same session joining again keeps its seat and name.
+        """
+        code = self.normalize_code(raw_code)
+        name = self.normalize_name(raw_name)
+        now = self.clock()
+        member = self._new_member(member_id or self.new_member_id(), name, now)
+        outcome = self.store.add_member(code, member, now)
+        if outcome is AddOutcome.NO_ROOM:
+            raise RoomNotFound(code)
+        if outcome is AddOutcome.NAME_TAKEN:
+            raise NameTaken(name)
+        if outcome is AddOutcome.FULL:
+            raise RoomFull(code)
+        return Membership(code, member.member_id, name)
+
+    def is_member(self, code: str, member_id: str) -> bool:
+        """Tell whether the member may open the room (holds or may renew a seat)."""
+        return self.store.has_membership(code, member_id, self.clock())
+
+    def leave(self, code: str, member_id: str) -> Departure | None:
+        """End a membership for good; None when there was none."""
+        now = self.clock()
+        return self.store.leave(code, member_id, utc_timestamp(now), now)
+
+    # -- per-address limits -------------------------------------------------
+
+    def may_create(self, address: str) -> bool:
+        """Tell whether the address may still create a room this minute."""
+        return self._tokens("create", address, self.settings.creates_per_minute) >= 1
+
+    def record_creation(self, address: str) -> None:
+        """Count a room created from the address."""
+        self._take_token("create", address, self.settings.creates_per_minute)
+
+    def may_join(self, address: str) -> bool:
+        """Tell whether the address may still try to join (failures left)."""
+        return self._tokens("joinfail", address, self.settings.join_failures_per_minute) >= 1
+
+    def record_join_failure(self, address: str) -> None:
+        """Count a failed join from the address."""
+        self._take_token("joinfail", address, self.settings.join_failures_per_minute)
+
+    # -- connections ----------------------------------------------------------
+
+    def connect(self, code: str, member_id: str, conn_id: str, last_id: object = None) -> Welcome:
+        """Attach a connection to its membership; raise if it may not connect."""
+        if not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 0:
+            last_id = None
+        now = self.clock()
+        result = self.store.connect(
+            code,
+            member_id,
+            conn_id,
+            last_id,
+            self.settings.history_on_join,
+            utc_timestamp(now),
+            now,
+        )
+        if result.outcome is ConnectOutcome.NO_ROOM:
+            raise RoomNotFound(code)
+        if result.outcome is ConnectOutcome.NOT_MEMBER:
+            raise NotJoined(code)
+        return Welcome(
+            code,
+            result.name,
+            result.members,
+            result.history,
+            result.latest_id,
+            result.truncated,
+            result.notice,
+        )
+
+    def disconnect(self, code: str, member_id: str, conn_id: str) -> int | None:
+        """Detach a connection; return a token when the member has none left."""
+        return self.store.disconnect(code, member_id, conn_id, self.clock())
+
+    def end_if_gone(self, code: str, member_id: str, token: int) -> Departure | None:
+        """End the membership if no connection came back since ``token``."""
+        now = self.clock()
+        return self.store.end_if_gone(code, member_id, token, utc_timestamp(now), now)
+
+    # -- messages -------------------------------------------------------------
+
+    def post(self, code: str, member_id: str, payload: object) -> tuple[int, Message | None]:
+        """Record a chat line from a ``send`` payload.
+
+        Return its id and the new Message, or the first id and None when the
+        ``cid`` was used before. Raise SendRefused with the ack's error code.
+        """
+        text, cid = self._parse_send(payload)
+        now = self.clock()
+        s = self.settings
+        result = self.store.append(
+            code, member_id, text, cid, utc_timestamp(now), s.send_rate, s.send_burst, now
+        )
+        if result.outcome is AppendOutcome.NOT_MEMBER:
+            raise SendRefused("not_joined")
+        if result.outcome is AppendOutcome.RATE_LIMITED:
+            raise SendRefused("rate_limited", result.retry_after)
+        return result.message_id, result.message
+
+    def typing(self, code: str, member_id: str) -> str | None:
+        """Return the name to relay as typing, or None when throttled."""
+        return self.store.touch_typing(code, member_id, self.settings.typing_interval, self.clock())
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        self.store.ping()
+
+    # -- helpers --------------------------------------------------------------
+
+    def _tokens(self, kind: str, address: str, per_minute: int) -> float:
+        return self.store.tokens(f"{kind}:{address}", per_minute / 60, per_minute, self.clock())
+
+    def _take_token(self, kind: str, address: str, per_minute: int) -> None:
+        self.store.take_token(f"{kind}:{address}", per_minute / 60, per_minute, self.clock())
+
+    def _new_member(self, member_id: str, name: str, now: float) -> NewMember:
+        return NewMember(member_id, name, name_keys(name), now + self.settings.connect_timeout)
+
+    def _parse_send(self, payload: object) -> tuple[str, str | None]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+            raise SendRefused("invalid")
+        cid = payload.get("cid")
+        if cid is not None and not (isinstance(cid, str) and CID_PATTERN.fullmatch(cid)):
+            raise SendRefused("invalid")
+        text = payload["text"].replace("\r\n", "\n").replace("\r", "\n").strip()
+        if _REFUSED_IN_TEXT.search(text):
+            raise SendRefused("invalid")
+        if not text:
+            raise SendRefused("empty")
+        if len(text) > self.settings.message_max_length:
+            raise SendRefused("too_long")
+        return text, cid
+
+
+def _random_code(length: int) -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(length))

@@ -1,0 +1,149 @@
+"""The ``/chat`` Socket.IO namespace: thin handlers over the RoomRegistry."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from flask import current_app
+from flask import Flask
+from flask import request
+from flask import session
+from flask_socketio import ConnectionRefusedError
+from flask_socketio import emit
+from flask_socketio import join_room
+from flask_socketio import Namespace
+
+from chatapp import memberships
+from chatapp.addresses import origin_allowed
+from chatapp.broadcast import Broadcaster
+from chatapp.extensions import get_registry
+from chatapp.extensions import socketio
+from chatapp.names import normalize_code
+from chatapp.rooms import NotJoined
+from chatapp.rooms import RoomNotFound
+from chatapp.rooms import SendRefused
+from chatapp.rooms import StoreUnavailable
+
+CHAT_NAMESPACE = "/chat"
+CLIENT_EVENTS = frozenset({"send", "typing"})
+RESERVED_EVENTS = frozenset({"connect", "disconnect"})
+UNAVAILABLE = {"ok": False, "error": "unavailable"}
+
+
+class ChatNamespace(Namespace):
+    """Connect members to their rooms and relay their lines."""
+
+    def __init__(self, namespace: str, broadcaster: Broadcaster) -> None:
+        super().__init__(namespace)
+        self.broadcaster = broadcaster
+        self._connections: dict[str, tuple[str, str]] = {}  # sid -> (code, member id)
+        self._sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        """Dispatch only the protocol's events; ignore everything else.
+
+        A client may send an event named ``connect`` or ``disconnect``;
+        python-socketio delivers those to the same handlers as the real ones.
+        The real ones arrive while the socket is connecting or disconnecting,
+        a client's only while it is fully connected.
+        """
+        if event in RESERVED_EVENTS:
+            if self.server.manager.is_connected(args[0], self.namespace):
+                return self.server.not_handled
+        elif event not in CLIENT_EVENTS:
+            return self.server.not_handled
+        return super().trigger_event(event, *args)
+
+    def on_connect(self, auth: object = None) -> None:
+        """Accept a member's connection and send it ``joined``."""
+        own_origin = request.host_url.rstrip("/")
+        allowed = current_app.config["ALLOWED_ORIGINS"]
+        if not origin_allowed(request.headers.get("Origin"), own_origin, allowed):
+            raise ConnectionRefusedError("origin")
+        auth = auth if isinstance(auth, dict) else {}
+        room = auth.get("room")
+        if isinstance(room, str):
+            membership = memberships.find(normalize_code(room), session)
+        else:
+            membership = memberships.newest(session)
+        if membership is None:
+            raise ConnectionRefusedError("not_joined")
+        code, member_id, sid = membership.code, membership.member_id, request.sid
+        with self.broadcaster.lock(code):
+            try:
+                welcome = get_registry().connect(code, member_id, sid, auth.get("last_id"))
+            except RoomNotFound:
+                raise ConnectionRefusedError("room_not_found") from None
+            except NotJoined:
+                raise ConnectionRefusedError("not_joined") from None
+            except StoreUnavailable:
+                raise ConnectionRefusedError("unavailable") from None
+            self._connections[sid] = (code, member_id)
+            self._sids[code, member_id].add(sid)
+            if welcome.notice is not None:
+                self.broadcaster.message(code, welcome.notice)
+                self.broadcaster.members(code, welcome.members)
+            join_room(code)
+            emit("joined", welcome.joined_payload())
+
+    def on_disconnect(self, reason: object = None) -> None:
+        """Detach the connection; end the membership after the grace period."""
+        sid = request.sid
+        code, member_id = self._connections.pop(sid, (None, None))
+        if code is None or member_id is None:
+            return
+        sids = self._sids[code, member_id]
+        sids.discard(sid)
+        if not sids:
+            del self._sids[code, member_id]
+        try:
+            token = get_registry().disconnect(code, member_id, sid)
+        except StoreUnavailable:
+            return
+        if token is not None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            socketio.start_background_task(self._end_after_grace, app, code, member_id, token)
+
+    def on_send(self, *args: Any) -> dict[str, Any]:
+        """Record a chat line, deliver it, and acknowledge it."""
+        connection = self._connections.get(request.sid)
+        if connection is None:
+            return SendRefused("not_joined").ack()
+        code, member_id = connection
+        with self.broadcaster.lock(code):
+            try:
+                message_id, message = get_registry().post(
+                    code, member_id, args[0] if len(args) == 1 else None
+                )
+            except SendRefused as refusal:
+                return refusal.ack()
+            except StoreUnavailable:
+                return UNAVAILABLE
+            if message is not None:
+                self.broadcaster.message(code, message)
+        return {"ok": True, "id": message_id}
+
+    def on_typing(self, *args: Any) -> None:
+        """Relay that a member is typing, at most once per interval."""
+        connection = self._connections.get(request.sid)
+        if connection is None:
+            return
+        code, member_id = connection
+        try:
+            name = get_registry().typing(code, member_id)
+        except StoreUnavailable:
+            return
+        if name is not None:
+            self.broadcaster.typing(code, name, skip=self._sids.get((code, member_id), ()))
+
+    def _end_after_grace(self, app: Flask, code: str, member_id: str, token: int) -> None:
+        socketio.sleep(app.config["LEAVE_GRACE_SECONDS"])
+        with app.app_context(), self.broadcaster.lock(code):
+            try:
+                ended = get_registry().end_if_gone(code, member_id, token)
+            except StoreUnavailable:
+                app.logger.warning("store unavailable: membership end in %s postponed", code)
+                return
+            if ended is not None:
+                self.broadcaster.departure(code, ended)

@@ -1,0 +1,699 @@
+// chatapp room page: the Socket.IO client of the /chat namespace.
+//
+// Wire contract: PROTOCOL.md ("Socket.IO"). Everything the server or a user
+// supplies is rendered with textContent, never parsed as HTML.
+(() => {
+  "use strict";
+
+  const root = document.getElementById("chat");
+  if (!root || typeof window.io !== "function") {
+    return;
+  }
+
+  // ---------------------------------------------------------------- constants
+  const ROOM = root.dataset.roomCode || "";
+  const NAMESPACE = root.dataset.namespace || "/chat";
+  const INVITE_URL = root.dataset.inviteUrl || "";
+  const LOBBY_URL = root.dataset.lobbyUrl || "/";
+  const OUTBOX_KEY = `chatapp:outbox:${ROOM}`;
+  const ACK_TIMEOUT_MS = 10000;
+  const TYPING_SEND_EVERY_MS = 2000;
+  const TYPING_SHOW_MS = 3000;
+  const RETRY_UNAVAILABLE_MS = 2000;
+  const BOTTOM_SLACK_PX = 40;
+  const CID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+  // ---------------------------------------------------------------- elements
+  const $ = (id) => document.getElementById(id);
+  const statusEl = $("status");
+  const bannerEl = $("banner");
+  const logEl = $("log");
+  const outboxEl = $("outbox");
+  const newMessagesBtn = $("new-messages");
+  const typingEl = $("typing");
+  const composer = $("composer");
+  const textarea = $("message");
+  const membersEl = $("members");
+  const memberCountEl = $("member-count");
+  const peopleDetails = $("people-details");
+  const inviteInput = $("invite-url");
+  const copyBtn = $("copy-invite");
+  const copyFeedback = $("copy-feedback");
+  const leaveForm = $("leave-form");
+  const announcer = $("announcer");
+
+  // ---------------------------------------------------------------- state
+  let myName = root.dataset.name || "";
+  let lastId = null; // id of the newest message shown; null before the first `joined`
+  let ended = false; // the server told us we are out of this room: stop everything
+  let canSend = false; // joined on the current connection
+  let inflightCid = null; // the outbox line whose ack we are waiting for
+  let attempt = 0; // bumped on every send and every disconnect: older acks are stale
+  let retryTimer = null;
+  let reconnectTimer = null;
+  let manualReconnectDelay = 1000;
+  let lastTypingSent = 0;
+  const typers = new Map(); // name -> timeout id
+  const pendingEls = new Map(); // cid -> <li> in #outbox
+  const awaitingEcho = new Map(); // message id -> <li> acknowledged, not yet in the log
+
+  // ---------------------------------------------------------------- helpers
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function lobbyLink() {
+    const url = new URL(LOBBY_URL, window.location.href);
+    url.searchParams.set("code", ROOM);
+    return url.pathname + url.search;
+  }
+
+  function announce(text) {
+    if (!announcer) return;
+    announcer.textContent = "";
+    // A change on the next frame is what screen readers pick up reliably.
+    window.requestAnimationFrame(() => {
+      announcer.textContent = text;
+    });
+  }
+
+  function newCid() {
+    let cid = "";
+    if (window.crypto && typeof window.crypto.randomUUID === "function") {
+      cid = window.crypto.randomUUID().replace(/-/g, "");
+    } else if (window.crypto && typeof window.crypto.getRandomValues === "function") {
+      const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+      cid = Array.from(bytes, (b) => (b % 36).toString(36)).join("");
+    } else {
+      while (cid.length < 16) cid += Math.random().toString(36).slice(2);
+      cid = cid.slice(0, 16);
+    }
+    return cid;
+  }
+
+  function formatTime(ts) {
+    const date = new Date(ts);
+    if (Number.isNaN(date.getTime())) return null;
+    return date;
+  }
+
+  // ---------------------------------------------------------------- status
+  const STATUS_TEXT = {
+    connecting: "Connecting…",
+    connected: "Connected",
+    reconnecting: "Reconnecting…",
+    offline: "Offline",
+    ended: "Disconnected",
+  };
+
+  function setStatus(state) {
+    if (ended && state !== "ended") return;
+    if (state !== "connected" && state !== "ended" && navigator.onLine === false) {
+      state = "offline";
+    }
+    if (statusEl.dataset.state === state) return;
+    statusEl.dataset.state = state;
+    statusEl.textContent = STATUS_TEXT[state];
+  }
+
+  // ---------------------------------------------------------------- banner
+  function showBanner(text) {
+    bannerEl.replaceChildren();
+    bannerEl.append(el("span", "banner-text", text), " ");
+    const link = el("a", "banner-link", "Back to the lobby");
+    link.href = lobbyLink();
+    bannerEl.append(link);
+    bannerEl.hidden = false;
+  }
+
+  function endSession(text) {
+    if (ended) return;
+    setStatus("ended");
+    ended = true;
+    canSend = false;
+    clearTimeout(retryTimer);
+    clearTimeout(reconnectTimer);
+    retryTimer = null;
+    showBanner(text);
+    textarea.disabled = true;
+    composer.querySelector("button[type=submit]").disabled = true;
+    clearAllTypers();
+    // Disconnect after the current event has been handled.
+    setTimeout(() => socket.disconnect(), 0);
+  }
+
+  // ---------------------------------------------------------------- log and scrolling
+  function isAtBottom() {
+    return logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight <= BOTTOM_SLACK_PX;
+  }
+
+  function scrollToBottom() {
+    logEl.scrollTop = logEl.scrollHeight;
+    newMessagesBtn.hidden = true;
+  }
+
+  // Append nodes to the log; follow them only if the reader was at the bottom.
+  function appendToLog(nodes, { force = false } = {}) {
+    if (!nodes.length) return;
+    const follow = force || isAtBottom();
+    const fragment = document.createDocumentFragment();
+    nodes.forEach((node) => fragment.append(node));
+    logEl.append(fragment);
+    if (follow) {
+      scrollToBottom();
+    } else {
+      newMessagesBtn.hidden = false;
+    }
+  }
+
+  function timeElement(ts) {
+    const date = formatTime(ts);
+    const time = el("time", "msg-time");
+    time.dateTime = typeof ts === "string" ? ts : "";
+    if (date) {
+      time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      time.title = date.toLocaleString();
+    }
+    return time;
+  }
+
+  function messageElement(msg) {
+    const own = msg.name === myName;
+    const li = el("li");
+    li.dataset.id = String(msg.id);
+    if (msg.kind === "chat") {
+      li.className = own ? "msg msg--chat msg--own" : "msg msg--chat";
+      const meta = el("p", "msg-meta");
+      meta.append(el("span", "msg-name", msg.name), " ", timeElement(msg.ts));
+      const body = el("p", "msg-text", msg.text);
+      li.append(meta, body);
+    } else {
+      const verb = msg.kind === "join" ? "joined" : msg.kind === "leave" ? "left" : msg.kind;
+      li.className = `msg msg--notice msg--${msg.kind === "join" ? "join" : "leave"}${own ? " msg--own-notice" : ""}`;
+      li.append(el("span", "msg-notice-text", `${msg.name} ${verb}`), " ", timeElement(msg.ts));
+    }
+    return li;
+  }
+
+  function noticeElement(text) {
+    const li = el("li", "msg msg--notice msg--gap");
+    li.append(el("span", "msg-notice-text", text));
+    return li;
+  }
+
+  function isMessage(msg) {
+    return (
+      msg !== null &&
+      typeof msg === "object" &&
+      Number.isInteger(msg.id) &&
+      typeof msg.name === "string" &&
+      typeof msg.kind === "string"
+    );
+  }
+
+  // The message became visible in the log: drop its "sent" placeholder, if any.
+  function settleEcho(id) {
+    const pending = awaitingEcho.get(id);
+    if (pending) {
+      pending.remove();
+      awaitingEcho.delete(id);
+      updateOutboxVisibility();
+    }
+  }
+
+  // ---------------------------------------------------------------- members
+  function renderMembers(members) {
+    if (!Array.isArray(members)) return;
+    const names = members.filter((m) => typeof m === "string");
+    const items = names.map((name) => {
+      const li = el("li", name === myName ? "member member--you" : "member", name);
+      if (name === myName) {
+        li.append(" ", el("span", "member-you", "(you)"));
+      }
+      return li;
+    });
+    membersEl.replaceChildren(...items);
+    memberCountEl.textContent = `(${names.length})`;
+    // Someone who left is no longer typing.
+    for (const name of [...typers.keys()]) {
+      if (!names.includes(name)) clearTyper(name);
+    }
+  }
+
+  // ---------------------------------------------------------------- typing (in)
+  function renderTyping() {
+    const names = [...typers.keys()];
+    let text = "";
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+    else if (names.length > 3) text = "Several people are typing…";
+    if (typingEl.textContent !== text) typingEl.textContent = text;
+  }
+
+  function clearTyper(name) {
+    if (!typers.has(name)) return;
+    clearTimeout(typers.get(name));
+    typers.delete(name);
+    renderTyping();
+  }
+
+  function clearAllTypers() {
+    typers.forEach((timer) => clearTimeout(timer));
+    typers.clear();
+    renderTyping();
+  }
+
+  function noteTyping(name) {
+    if (typeof name !== "string" || !name || name === myName || ended) return;
+    clearTimeout(typers.get(name));
+    typers.set(
+      name,
+      setTimeout(() => clearTyper(name), TYPING_SHOW_MS),
+    );
+    renderTyping();
+  }
+
+  // ---------------------------------------------------------------- outbox
+  function loadOutbox() {
+    try {
+      const raw = window.sessionStorage.getItem(OUTBOX_KEY);
+      const parsed = raw ? JSON.parse(raw) : [];
+      if (!Array.isArray(parsed)) return [];
+      return parsed.filter(
+        (item) =>
+          item && typeof item.text === "string" && typeof item.cid === "string" && CID_RE.test(item.cid),
+      );
+    } catch {
+      return [];
+    }
+  }
+
+  function saveOutbox() {
+    try {
+      if (outbox.length) {
+        window.sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox));
+      } else {
+        window.sessionStorage.removeItem(OUTBOX_KEY);
+      }
+    } catch {
+      // Storage full or disabled: the lines are still kept in memory.
+    }
+  }
+
+  const outbox = loadOutbox();
+
+  function updateOutboxVisibility() {
+    outboxEl.hidden = outboxEl.childElementCount === 0;
+  }
+
+  function pendingElement(item) {
+    const li = el("li", "pending");
+    li.dataset.cid = item.cid;
+    li.append(el("p", "pending-text", item.text), el("p", "pending-state", "sending…"));
+    return li;
+  }
+
+  function renderPending(item) {
+    const li = pendingElement(item);
+    pendingEls.set(item.cid, li);
+    outboxEl.append(li);
+    updateOutboxVisibility();
+    outboxEl.scrollTop = outboxEl.scrollHeight;
+  }
+
+  function setPendingState(cid, text) {
+    const li = pendingEls.get(cid);
+    if (li) li.querySelector(".pending-state").textContent = text;
+  }
+
+  function removeFromOutbox(cid) {
+    const index = outbox.findIndex((item) => item.cid === cid);
+    if (index === -1) return false;
+    outbox.splice(index, 1);
+    saveOutbox();
+    return true;
+  }
+
+  // The server recorded the line as message `id`.
+  function acknowledged(cid, id) {
+    removeFromOutbox(cid);
+    const li = pendingEls.get(cid);
+    pendingEls.delete(cid);
+    if (!li) return;
+    if (Number.isInteger(id) && (lastId === null || id > lastId)) {
+      // Keep the line until its `message` arrives, so it never blinks out.
+      li.classList.add("pending--sent");
+      li.querySelector(".pending-state").textContent = "sent";
+      awaitingEcho.set(id, li);
+      setTimeout(() => settleEcho(id), ACK_TIMEOUT_MS);
+    } else {
+      li.remove();
+      updateOutboxVisibility();
+    }
+  }
+
+  const REJECTED_TEXT = {
+    empty: () => "Not sent: the message is empty",
+    too_long: () => `Too long: ${textarea.maxLength > 0 ? textarea.maxLength : 2000} characters at most`,
+    invalid: () => "Not sent: the message contains characters that are not allowed",
+  };
+
+  function rejected(cid, code) {
+    removeFromOutbox(cid);
+    const li = pendingEls.get(cid);
+    pendingEls.delete(cid);
+    if (!li) return;
+    const text = REJECTED_TEXT[code]();
+    li.classList.add("pending--error");
+    const state = li.querySelector(".pending-state");
+    state.textContent = text;
+    const actions = el("p", "pending-actions");
+    const edit = el("button", "button button--small button--quiet", "Edit");
+    edit.type = "button";
+    edit.addEventListener("click", () => {
+      const text = li.querySelector(".pending-text").textContent;
+      textarea.value = textarea.value.trim() === "" ? text : `${textarea.value}\n${text}`;
+      autosize();
+      li.remove();
+      updateOutboxVisibility();
+      textarea.focus();
+    });
+    const dismiss = el("button", "button button--small button--quiet", "Dismiss");
+    dismiss.type = "button";
+    dismiss.addEventListener("click", () => {
+      li.remove();
+      updateOutboxVisibility();
+      textarea.focus();
+    });
+    actions.append(edit, " ", dismiss);
+    li.append(actions);
+    announce(text);
+  }
+
+  function retryLater(ms) {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      pump();
+    }, ms);
+  }
+
+  // Send the oldest outbox line, then the next once it is acknowledged.
+  function pump() {
+    if (ended || !canSend || inflightCid !== null || retryTimer !== null || !socket.connected) return;
+    const item = outbox[0];
+    if (!item) return;
+    inflightCid = item.cid;
+    const mine = ++attempt;
+    setPendingState(item.cid, "sending…");
+    socket.timeout(ACK_TIMEOUT_MS).emit("send", { text: item.text, cid: item.cid }, (err, ack) => {
+      if (mine !== attempt) {
+        // A reply to an attempt we gave up on; a success still counts.
+        if (!err && ack && ack.ok === true) acknowledged(item.cid, ack.id);
+        return;
+      }
+      inflightCid = null;
+      if (err || !ack || typeof ack !== "object") {
+        // No answer in time: keep the line. The cid makes a resend safe.
+        if (socket.connected) retryLater(RETRY_UNAVAILABLE_MS);
+        return;
+      }
+      if (ack.ok === true) {
+        acknowledged(item.cid, ack.id);
+        pump();
+        return;
+      }
+      switch (ack.error) {
+        case "empty":
+        case "too_long":
+        case "invalid":
+          rejected(item.cid, ack.error);
+          pump();
+          break;
+        case "rate_limited": {
+          const seconds = Number(ack.retry_after);
+          const wait = Number.isFinite(seconds) && seconds > 0 ? seconds : 1;
+          setPendingState(item.cid, "waiting…");
+          retryLater(Math.min(wait, 60) * 1000);
+          break;
+        }
+        case "not_joined":
+          endSession("You are no longer in this room.");
+          break;
+        default: // "unavailable" and anything unknown: try again shortly
+          setPendingState(item.cid, "waiting…");
+          retryLater(RETRY_UNAVAILABLE_MS);
+      }
+    });
+  }
+
+  function queueLine(text) {
+    const item = { cid: newCid(), text };
+    outbox.push(item);
+    saveOutbox();
+    renderPending(item);
+    pump();
+  }
+
+  // ---------------------------------------------------------------- composer
+  function autosize() {
+    textarea.style.height = "auto";
+    textarea.style.height = `${textarea.scrollHeight + (textarea.offsetHeight - textarea.clientHeight)}px`;
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (ended) return;
+    const text = textarea.value;
+    if (text.trim() === "") {
+      textarea.focus();
+      return;
+    }
+    queueLine(text);
+    textarea.value = "";
+    autosize();
+    scrollToBottom();
+    textarea.focus();
+  });
+
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    if (typeof composer.requestSubmit === "function") {
+      composer.requestSubmit();
+    } else {
+      composer.dispatchEvent(new Event("submit", { cancelable: true }));
+    }
+  });
+
+  textarea.addEventListener("input", () => {
+    autosize();
+    if (!canSend || ended || textarea.value.trim() === "") return;
+    const now = Date.now();
+    if (now - lastTypingSent >= TYPING_SEND_EVERY_MS) {
+      lastTypingSent = now;
+      socket.emit("typing", {});
+    }
+  });
+
+  // ---------------------------------------------------------------- log scrolling
+  logEl.addEventListener("scroll", () => {
+    if (!newMessagesBtn.hidden && isAtBottom()) newMessagesBtn.hidden = true;
+  }, { passive: true });
+
+  newMessagesBtn.addEventListener("click", () => {
+    scrollToBottom();
+    textarea.focus();
+  });
+
+  // ---------------------------------------------------------------- invite link
+  let copyTimer = null;
+  function copyFeedbackText(text) {
+    copyFeedback.textContent = text;
+    clearTimeout(copyTimer);
+    copyTimer = setTimeout(() => {
+      copyFeedback.textContent = "";
+      copyBtn.textContent = "Copy invite link";
+    }, 3000);
+  }
+
+  function selectInvite() {
+    inviteInput.focus();
+    inviteInput.select();
+    inviteInput.setSelectionRange(0, inviteInput.value.length);
+  }
+
+  copyBtn.addEventListener("click", async () => {
+    const url = INVITE_URL || inviteInput.value;
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(url);
+        copyBtn.textContent = "Copied";
+        copyFeedbackText("Invite link copied");
+        return;
+      } catch {
+        // Permission refused: fall back to a selection.
+      }
+    }
+    selectInvite();
+    copyFeedbackText("Link selected: copy it with Ctrl+C or your menu");
+  });
+
+  inviteInput.addEventListener("focus", () => inviteInput.select());
+
+  // ---------------------------------------------------------------- people list
+  // A disclosure on a phone; always open beside the log on a wide screen.
+  const wide = window.matchMedia("(min-width: 50em)");
+  const syncPeople = () => {
+    peopleDetails.open = wide.matches;
+  };
+  syncPeople();
+  wide.addEventListener("change", syncPeople);
+
+  // ---------------------------------------------------------------- leave
+  leaveForm.addEventListener("submit", () => {
+    try {
+      window.sessionStorage.removeItem(OUTBOX_KEY);
+    } catch {
+      // Nothing to clear.
+    }
+    outbox.length = 0;
+    ended = true;
+  });
+
+  // ---------------------------------------------------------------- socket
+  setStatus("connecting");
+  outbox.forEach(renderPending);
+
+  const socket = window.io(NAMESPACE, {
+    transports: ["websocket", "polling"],
+    // A function, so every (re)connection sends the newest last_id.
+    auth: (cb) => cb(lastId === null ? { room: ROOM } : { room: ROOM, last_id: lastId }),
+  });
+
+  socket.on("connect", () => {
+    clearTimeout(reconnectTimer);
+    manualReconnectDelay = 1000;
+    setStatus("connected");
+  });
+
+  socket.on("joined", (payload) => {
+    if (ended || !payload || typeof payload !== "object") return;
+    if (typeof payload.name === "string" && payload.name) myName = payload.name;
+    const firstJoin = lastId === null;
+    const nodes = [];
+    if (payload.truncated === true) {
+      nodes.push(noticeElement("Some earlier messages are no longer available"));
+    }
+    const history = Array.isArray(payload.history) ? payload.history : [];
+    let newest = lastId;
+    const shown = [];
+    for (const msg of history) {
+      if (!isMessage(msg) || (newest !== null && msg.id <= newest)) continue;
+      nodes.push(messageElement(msg));
+      shown.push(msg.id);
+      newest = msg.id;
+    }
+    if (newest === null) {
+      newest = Number.isInteger(payload.latest_id) && payload.latest_id >= 0 ? payload.latest_id : 0;
+    }
+    lastId = newest;
+    appendToLog(nodes, { force: firstJoin });
+    shown.forEach(settleEcho);
+    renderMembers(payload.members);
+    setStatus("connected");
+
+    canSend = true;
+    inflightCid = null;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    pump();
+  });
+
+  socket.on("message", (msg) => {
+    // Live messages follow `joined` (PROTOCOL.md); anything before it is
+    // covered by the history replay.
+    if (ended || !canSend || !isMessage(msg)) return;
+    if (lastId !== null && msg.id <= lastId) return; // already shown
+    if (lastId !== null && msg.id > lastId + 1) {
+      // A gap should never happen; reconnect to be replayed from last_id.
+      socket.disconnect().connect();
+      return;
+    }
+    if (msg.kind === "chat") clearTyper(msg.name);
+    lastId = msg.id;
+    appendToLog([messageElement(msg)]);
+    settleEcho(msg.id);
+  });
+
+  socket.on("members", (payload) => {
+    if (ended || !payload) return;
+    renderMembers(payload.members);
+  });
+
+  socket.on("typing", (payload) => {
+    if (payload) noteTyping(payload.name);
+  });
+
+  socket.on("disconnect", (reason) => {
+    canSend = false;
+    inflightCid = null;
+    attempt += 1; // acks of the old connection are stale now
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    clearAllTypers();
+    if (ended) return;
+    setStatus("reconnecting");
+    if (reason === "io server disconnect") {
+      // The server dropped us (restart, or we left from another tab): try
+      // again; a refusal then says why.
+      clearTimeout(reconnectTimer);
+      reconnectTimer = setTimeout(() => {
+        if (!ended && !socket.connected) socket.connect();
+      }, 1000);
+    }
+  });
+
+  socket.on("connect_error", (err) => {
+    if (ended) return;
+    const reason = err && err.message;
+    if (reason === "not_joined") {
+      endSession("You are not in this room (any more).");
+      return;
+    }
+    if (reason === "room_not_found") {
+      endSession("This room no longer exists.");
+      return;
+    }
+    setStatus("reconnecting");
+    if (!socket.active) {
+      // Refused by the server (e.g. "unavailable"): socket.io does not retry
+      // by itself then, so back off and try again.
+      clearTimeout(reconnectTimer);
+      reconnectTimer = setTimeout(() => {
+        if (!ended && !socket.connected) socket.connect();
+      }, manualReconnectDelay);
+      manualReconnectDelay = Math.min(manualReconnectDelay * 2, 30000);
+    }
+  });
+
+  socket.io.on("reconnect_attempt", () => {
+    if (!ended) setStatus("reconnecting");
+  });
+
+  window.addEventListener("offline", () => setStatus("offline"));
+  window.addEventListener("online", () => {
+    if (ended) return;
+    if (socket.connected) {
+      setStatus("connected");
+      return;
+    }
+    setStatus("reconnecting");
+    if (!socket.active) socket.connect();
+  });
+})();

@@ -1,0 +1,37 @@
+// chatapp lobby: pressing Enter joins when a room code is typed and creates a
+// room otherwise, and the matching button is shown as the main one. Without
+// this script the form still works: the server puts the likelier button first.
+(() => {
+  "use strict";
+
+  const form = document.getElementById("lobby-form");
+  if (!form) return;
+  const code = form.querySelector("input[name=code]");
+  const createBtn = form.querySelector("button[name=create]");
+  const joinBtn = form.querySelector("button[name=join]");
+  if (!code || !createBtn || !joinBtn) return;
+
+  const preferred = () => (code.value.trim() === "" ? createBtn : joinBtn);
+
+  const sync = () => {
+    const main = preferred();
+    createBtn.classList.toggle("button--primary", main === createBtn);
+    joinBtn.classList.toggle("button--primary", main === joinBtn);
+  };
+
+  code.addEventListener("input", sync);
+  sync();
+
+  form.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.isComposing || event.keyCode === 229) return;
+    const target = event.target;
+    if (!(target instanceof HTMLInputElement)) return;
+    event.preventDefault();
+    const submitter = preferred();
+    if (typeof form.requestSubmit === "function") {
+      form.requestSubmit(submitter); // runs the built-in validation first
+    } else {
+      submitter.click();
+    }
+  });
+})();

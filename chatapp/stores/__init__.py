@@ -1,0 +1,20 @@
+"""Store backends for the RoomRegistry, chosen by the ``STORE`` setting."""
+
+from __future__ import annotations
+
+from chatapp.stores.base import Limits
+from chatapp.stores.base import Message
+from chatapp.stores.base import Store
+from chatapp.stores.base import StoreUnavailable
+from chatapp.stores.memory import MemoryStore
+
+__all__ = ["Limits", "MemoryStore", "Message", "Store", "StoreUnavailable", "make_store"]
+
+
+def make_store(url: str, limits: Limits) -> Store:
+    """Return the store that ``url`` names: ``memory`` or ``redis://...``."""
+    if url == "memory":
+        return MemoryStore(limits)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("the Redis store is not available in this version yet")
+    raise ValueError(f"unknown STORE {url!r}: use 'memory' or 'redis://host:port/db'")

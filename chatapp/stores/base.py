@@ -1,0 +1,190 @@
+"""The Store interface: where rooms, members and messages live.
+
+A store keeps data and makes each operation atomic (a lock in memory, one
+script in Redis); it decides nothing on its own. The RoomRegistry computes
+every value (normalized names, name keys, limits, timestamps) and passes it
+in, and turns the outcomes below into the protocol's answers.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+from typing import Protocol
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached; nothing was recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One recorded chat line or join/leave notice, as the protocol sends it."""
+
+    id: int
+    kind: str
+    name: str
+    text: str
+    ts: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the protocol's JSON object for this message."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "text": self.text,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewMember:
+    """A membership about to be recorded: who, under which name keys."""
+
+    member_id: str
+    name: str
+    keys: tuple[str, ...]
+    connect_by: float
+
+
+class AddOutcome(enum.Enum):
+    """How adding a member to a room went."""
+
+    ADDED = "added"
+    ALREADY = "already"  # this member id is in that room already
+    NO_ROOM = "no_room"
+    NAME_TAKEN = "name_taken"
+    FULL = "full"
+
+
+class ConnectOutcome(enum.Enum):
+    """How attaching a connection to a membership went."""
+
+    CONNECTED = "connected"
+    NO_ROOM = "no_room"
+    NOT_MEMBER = "not_member"
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A connection attached to a member, and what the room looked like then."""
+
+    outcome: ConnectOutcome
+    name: str = ""
+    notice: Message | None = None
+    members: tuple[str, ...] = ()
+    history: tuple[Message, ...] = ()
+    latest_id: int = 0
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A membership that ended: its notice, the members left, its connections."""
+
+    notice: Message | None
+    members: tuple[str, ...]
+    connections: tuple[str, ...] = ()
+
+
+class AppendOutcome(enum.Enum):
+    """How recording a chat line went."""
+
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"  # the cid was used before: ``message_id`` is the first id
+    NOT_MEMBER = "not_member"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What recording a chat line did."""
+
+    outcome: AppendOutcome
+    message: Message | None = None
+    message_id: int = 0
+    retry_after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The room sizes and timings a store needs to apply atomically."""
+
+    max_members: int
+    history_limit: int
+    idle_ttl: float
+    former_limit: int = 1000  # ended memberships remembered for renewal, per room
+
+
+class Store(Protocol):
+    """Storage for rooms; every method is atomic and may raise StoreUnavailable."""
+
+    def ping(self) -> None:
+        """Return when the store is reachable, else raise StoreUnavailable."""
+
+    def create_room(self, code: str, creator: NewMember, now: float) -> bool:
+        """Create room ``code`` with its creator pending; False if it exists."""
+
+    def room_exists(self, code: str, now: float) -> bool:
+        """Tell whether room ``code`` exists (and has not expired)."""
+
+    def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
+        """Reserve ``member``'s name keys in the room, unless taken or full."""
+
+    def has_membership(self, code: str, member_id: str, now: float) -> bool:
+        """Tell whether the member holds or may renew a membership there."""
+
+    def connect(
+        self,
+        code: str,
+        member_id: str,
+        conn_id: str,
+        last_id: int | None,
+        history_on_join: int,
+        ts: str,
+        now: float,
+    ) -> Connected:
+        """Attach a connection, recording the join notice on a first one.
+
+        A membership that ended other than by leaving is renewed under its
+        name when that name is free and the room has a seat. The result's
+        history follows PROTOCOL.md's rules for ``last_id``.
+        """
+
+    def disconnect(self, code: str, member_id: str, conn_id: str, now: float) -> int | None:
+        """Detach a connection; when it was the member's last, return a token."""
+
+    def end_if_gone(
+        self, code: str, member_id: str, token: int, ts: str, now: float
+    ) -> Ended | None:
+        """End a membership still without connections since ``token``."""
+
+    def leave(self, code: str, member_id: str, ts: str, now: float) -> Ended | None:
+        """End a membership for good; it can never be renewed."""
+
+    def append(
+        self,
+        code: str,
+        member_id: str,
+        text: str,
+        cid: str | None,
+        ts: str,
+        rate: float,
+        burst: int,
+        now: float,
+    ) -> Appended:
+        """Record a chat line by a present member within its send budget."""
+
+    def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
+        """Return the member's name when it may be relayed as typing now."""
+
+    def take_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Spend one token of bucket ``key``; return 0, or seconds to wait."""
+
+    def tokens(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Return how many tokens bucket ``key`` holds now."""
+
+    def purge(self, now: float) -> int:
+        """Delete expired rooms and idle buckets; return how many rooms went."""

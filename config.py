@@ -1,0 +1,73 @@
+"""Configuration classes for chatapp's app factory.
+
+Plain class attributes, no environment reads: ``create_app`` layers the
+instance folder's ``config.py`` and ``CHATAPP_*`` variables on top. The
+protocol's settings keep PROTOCOL.md's names and defaults.
+"""
+
+from datetime import timedelta
+
+
+class Config:
+    """Safe defaults for every environment."""
+
+    SECRET_KEY = None  # from CHATAPP_SECRET_KEY, instance/config.py, or generated once
+    SOCKETIO_ASYNC_MODE = "gevent"
+
+    # Where rooms live: "memory" or "redis://host:port/db".
+    STORE = "memory"
+
+    # PROTOCOL.md settings.
+    ROOM_CODE_LENGTH = 4
+    NAME_MAX_LENGTH = 32
+    MESSAGE_MAX_LENGTH = 2000
+    HISTORY_ON_JOIN = 50
+    ROOM_HISTORY_LIMIT = 500
+    ROOM_MAX_MEMBERS = 200
+    ROOM_IDLE_TTL = 600
+    LEAVE_GRACE_SECONDS = 5
+    SEND_RATE = 5
+    SEND_BURST = 10
+    MAX_FRAME_BYTES = 65536
+    ALLOWED_ORIGINS: list[str] = []  # empty: only the app's own origin
+    TRUSTED_PROXIES = 0
+    JOIN_FAILURES_PER_MINUTE = 20
+    CREATES_PER_MINUTE = 10
+
+    # Fixed by the protocol; settings so that tests can shorten them.
+    CONNECT_TIMEOUT_SECONDS = 60
+    TYPING_INTERVAL_SECONDS = 2
+
+    # Engine.IO heartbeat: a silent client is dropped after interval + timeout.
+    SOCKETIO_PING_INTERVAL = 25
+    SOCKETIO_PING_TIMEOUT = 20
+
+    # The lobby form is tiny: refuse large bodies and many parts with 413.
+    MAX_CONTENT_LENGTH = 16 * 1024
+    MAX_FORM_PARTS = 20
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False  # set CHATAPP_SESSION_COOKIE_SECURE=true behind HTTPS
+    PERMANENT_SESSION_LIFETIME = timedelta(days=7)
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+
+
+class ProductionConfig(Config):
+    """What ``python -m chatapp``, wsgi.py and the Docker image run."""
+
+
+class DevelopmentConfig(Config):
+    """Local development: debug pages and a fixed key."""
+
+    DEBUG = True
+    SECRET_KEY = "dev"
+
+
+class TestingConfig(Config):
+    """The Flask and Flask-SocketIO test clients: threads, CSRF off."""
+
+    TESTING = True
+    SECRET_KEY = "test"
+    WTF_CSRF_ENABLED = False
+    SOCKETIO_ASYNC_MODE = "threading"

@@ -1,0 +1,109 @@
+"""Fixtures: a fresh app per test, socket clients, and a lobby helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_socketio import SocketIOTestClient
+
+from chatapp import create_app
+from chatapp.extensions import socketio
+from chatapp.rooms import RoomRegistry
+from chatapp.sockets import CHAT_NAMESPACE
+
+# Short timings so presence rules can be watched in real time.
+FAST = {"LEAVE_GRACE_SECONDS": 0.2}
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """A fresh app; ``@pytest.mark.settings(NAME=value)`` overrides config."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = {**FAST, **(marker.kwargs if marker else {})}
+    yield create_app("config.TestingConfig", overrides)
+
+
+@pytest.fixture
+def registry(app: Flask) -> RoomRegistry:
+    """The app's RoomRegistry."""
+    return app.extensions["room_registry"]
+
+
+SocketFactory = Callable[..., SocketIOTestClient]
+
+
+@pytest.fixture
+def socketio_client(app: Flask) -> Iterator[SocketFactory]:
+    """Make Socket.IO test clients on /chat; disconnect them at teardown."""
+    clients: list[SocketIOTestClient] = []
+
+    def make(flask_client: FlaskClient | None = None, **kwargs: Any) -> SocketIOTestClient:
+        client = socketio.test_client(
+            app,
+            namespace=CHAT_NAMESPACE,
+            flask_test_client=flask_client or app.test_client(),
+            **kwargs,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        if client.is_connected(CHAT_NAMESPACE):
+            client.disconnect(CHAT_NAMESPACE)
+
+
+class Person:
+    """One browser: its own cookie jar, its forms and its sockets."""
+
+    def __init__(self, app: Flask, make_socket: SocketFactory) -> None:
+        self.client = app.test_client()
+        self._make_socket = make_socket
+        self.code = ""
+
+    def create_room(self, name: str) -> str:
+        """Create a room as ``name``; return its code."""
+        response = self.client.post("/", data={"name": name, "code": "", "create": ""})
+        assert response.status_code == 303, response.data
+        self.code = response.headers["Location"].rsplit("/", 1)[1]
+        return self.code
+
+    def join(self, code: str, name: str) -> None:
+        """Join room ``code`` as ``name`` (must succeed)."""
+        response = self.client.post("/", data={"name": name, "code": code, "join": ""})
+        assert response.status_code == 303, response.data
+        self.code = response.headers["Location"].rsplit("/", 1)[1]
+
+    def socket(self, **auth: Any) -> SocketIOTestClient:
+        """Connect a tab to the room (``auth`` as the protocol's payload)."""
+        return self._make_socket(self.client, auth=auth or None)
+
+
+@pytest.fixture
+def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], Person]:
+    """Make people, each with its own session."""
+    return lambda: Person(app, socketio_client)
+
+
+def events(client: SocketIOTestClient, name: str) -> list[Any]:
+    """Return the payloads of the events called ``name`` received so far."""
+    payloads = []
+    for packet in client.get_received(CHAT_NAMESPACE):
+        if packet["name"] == name:
+            args = packet["args"]
+            payloads.append(args[0] if isinstance(args, list) else args)
+    return payloads
+
+
+def received(client: SocketIOTestClient) -> list[tuple[str, Any]]:
+    """Return ``(event, payload)`` for everything received so far."""
+    out = []
+    for packet in client.get_received(CHAT_NAMESPACE):
+        args = packet["args"]
+        out.append((packet["name"], args[0] if isinstance(args, list) else args))
+    return out

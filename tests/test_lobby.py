@@ -1,0 +1,345 @@
+"""The lobby and room pages over the Flask test client."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chatapp import create_app
+from chatapp.memberships import MAX_MEMBERSHIPS
+
+
+def post(client, **fields):
+    return client.post("/", data=fields)
+
+
+def test_lobby_form(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.data.decode()
+    assert 'name="name"' in html and 'name="code"' in html
+    assert 'name="create"' in html and "Create a room" in html
+    assert 'name="join"' in html and "Join room" in html
+    assert '<label class="field-label" for="name">' in html
+
+
+@pytest.mark.parametrize("raw", ["abcd", " ABCD ", "AbCd"])
+def test_lobby_invite_link_prefills_code(client, raw):
+    response = client.get("/", query_string={"code": raw})
+    assert b'value="ABCD"' in response.data
+
+
+def test_lobby_prefill_is_escaped(client):
+    response = client.get("/", query_string={"code": '"><script>x</script>'})
+    assert b"<script>x</script>" not in response.data
+
+
+def test_create_redirects_to_room(client):
+    response = post(client, name="ada", code="", create="")
+    assert response.status_code == 303
+    assert re.fullmatch(r"/room/[A-Z]{4}", response.headers["Location"])
+    page = client.get(response.headers["Location"])
+    assert page.status_code == 200
+    code = response.headers["Location"][-4:]
+    assert code.encode() in page.data and b"ada" in page.data
+
+
+def test_create_ignores_the_code_field(client):
+    response = post(client, name="ada", code="not a code", create="1")
+    assert response.status_code == 303
+
+
+def test_join_redirects_and_code_is_case_insensitive(app, client):
+    code = post(app.test_client(), name="ada", create="")
+    code = code.headers["Location"][-4:]
+    response = post(client, name="bob", code=f" {code.lower()} ", join="")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/room/{code}"
+    assert client.get(f"/room/{code.lower()}").status_code == 200
+
+
+@pytest.fixture
+def code(app):
+    response = post(app.test_client(), name="ada", create="")
+    return response.headers["Location"][-4:]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"name": "", "create": ""}, "name", b"Enter your name."),
+        ({"name": "   ", "create": ""}, "name", b"Enter your name."),
+        ({"name": "x" * 33, "create": ""}, "name", b"Names are at most 32 characters."),
+        ({"name": "a\u202eb", "create": ""}, "name", b"direction or invisible"),
+        ({"name": "a\x00b", "create": ""}, "name", b"direction or invisible"),
+        ({"name": "bob", "code": "", "join": ""}, "code", b"Enter the room code."),
+        ({"name": "bob", "code": "AB", "join": ""}, "code", b"Room codes are 4 letters"),
+        ({"name": "bob", "code": "AB1D", "join": ""}, "code", b"Room codes are 4 letters"),
+        ({"name": "bob", "code": "ZZZQ", "join": ""}, "code", b"No room has the code ZZZQ."),
+    ],
+)
+def test_lobby_errors_next_to_the_field(client, fields, field, message):
+    response = client.post("/", data=fields)
+    assert response.status_code == 400
+    html = response.data.decode()
+    error = re.search(f'<p id="{field}-error" class="field-error">([^<]*)</p>', html)
+    assert error and message.decode() in error.group(1)
+    field_input = re.search(f'<input [^>]*id="{field}"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in field_input and f"{field}-error" in field_input
+    assert client.get("/room/ZZZQ").status_code == 303  # no membership recorded
+
+
+@pytest.mark.parametrize("name", ["ada", "ADA", "\u0430da", "ａｄａ"])
+def test_join_name_taken(client, code, name):
+    response = post(client, name=name, code=code, join="")
+    assert response.status_code == 400
+    assert b"Someone in this room has that name" in response.data
+
+
+@pytest.mark.settings(ROOM_MAX_MEMBERS=2)
+def test_join_room_full(app, client, code):
+    assert post(app.test_client(), name="bob", code=code, join="").status_code == 303
+    response = post(client, name="cy", code=code, join="")
+    assert response.status_code == 400 and b"This room is full." in response.data
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "ada", "code": ""},  # no button
+        {"name": "ada", "code": "ABCD", "create": "", "join": ""},  # both
+    ],
+)
+def test_lobby_needs_exactly_one_button(client, fields):
+    response = client.post("/", data=fields)
+    assert response.status_code == 400
+    assert b"Choose either Create a room or Join room." in response.data
+
+
+def test_lobby_refuses_duplicated_fields(client):
+    response = client.post("/", data={"name": ["ada", "bob"], "create": ""})
+    assert response.status_code == 400
+
+
+def test_lobby_refuses_oversized_body(client):
+    response = client.post("/", data={"name": "x" * 20_000, "create": ""})
+    assert response.status_code == 413
+
+
+def test_lobby_wrong_method(client):
+    assert client.put("/").status_code == 405
+
+
+@pytest.mark.settings(CREATES_PER_MINUTE=2)
+def test_create_limit_per_address(client):
+    for _ in range(2):
+        assert post(client, name="ada", create="").status_code == 303
+    response = post(client, name="ada", create="")
+    assert response.status_code == 429
+    assert b"Too many attempts" in response.data
+    other = client.post(
+        "/", data={"name": "ada", "create": ""}, environ_base={"REMOTE_ADDR": "10.9.9.9"}
+    )
+    assert other.status_code == 303
+
+
+@pytest.mark.settings(CREATES_PER_MINUTE=1)
+def test_failed_creates_do_not_count(client):
+    for _ in range(3):
+        assert post(client, name="", create="").status_code == 400
+    assert post(client, name="ada", create="").status_code == 303
+
+
+@pytest.mark.settings(JOIN_FAILURES_PER_MINUTE=3)
+def test_failed_join_limit_per_address(app, client, code):
+    for _ in range(3):
+        assert post(client, name="bob", code="ZZZQ", join="").status_code == 400
+    # even a right guess is refused now, and from a new cookie too
+    assert post(client, name="bob", code=code, join="").status_code == 429
+    assert post(app.test_client(), name="bob", code=code, join="").status_code == 429
+
+
+@pytest.mark.settings(JOIN_FAILURES_PER_MINUTE=2)
+def test_failed_join_limit_counts_ipv6_per_64(app, code):
+    for host in ("2001:db8::1", "2001:db8::2"):
+        client = app.test_client()
+        response = client.post(
+            "/",
+            data={"name": "bob", "code": "ZZZQ", "join": ""},
+            environ_base={"REMOTE_ADDR": host},
+        )
+        assert response.status_code == 400
+    response = app.test_client().post(
+        "/",
+        data={"name": "bob", "code": code, "join": ""},
+        environ_base={"REMOTE_ADDR": "2001:db8::ffff"},
+    )
+    assert response.status_code == 429
+
+
+@pytest.mark.settings(JOIN_FAILURES_PER_MINUTE=1)
+def test_forwarded_for_ignored_without_trusted_proxies(app, code):
+    client = app.test_client()
+    headers = {"X-Forwarded-For": "10.0.0.1"}
+    post_join = lambda c, h: c.post(  # noqa: E731
+        "/", data={"name": "bob", "code": "ZZZQ", "join": ""}, headers=h
+    )
+    assert post_join(client, headers).status_code == 400
+    assert post_join(client, {"X-Forwarded-For": "10.0.0.2"}).status_code == 429
+
+
+@pytest.mark.settings(JOIN_FAILURES_PER_MINUTE=1, TRUSTED_PROXIES=1)
+def test_forwarded_for_used_with_trusted_proxies(app):
+    client = app.test_client()
+
+    def join_from(address):
+        return client.post(
+            "/",
+            data={"name": "bob", "code": "ZZZQ", "join": ""},
+            headers={"X-Forwarded-For": f"6.6.6.6, {address}"},
+        )
+
+    assert join_from("10.0.0.1").status_code == 400
+    assert join_from("10.0.0.1").status_code == 429
+    assert join_from("10.0.0.2").status_code == 400  # the proxy's nearest entry counts
+
+
+def test_room_page_for_strangers_redirects_to_lobby(client, code):
+    response = client.get(f"/room/{code.lower()}")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/?code={code}"
+
+
+def test_room_page_shows_code_invite_and_leave(client, code):
+    post(client, name="bob", code=code, join="")
+    html = client.get(f"/room/{code}").data.decode()
+    assert f"http://localhost/?code={code}" in html
+    assert f'action="/room/{code}/leave"' in html
+    assert 'role="log"' in html and 'aria-live="polite"' in html
+    assert "<script>" not in html.replace("<script src=", "")  # no inline scripts
+
+
+def test_room_page_escapes_names(client, code):
+    post(client, name="<img src=x onerror=alert(1)>", code=code, join="")
+    html = client.get(f"/room/{code}").data.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_session_holds_several_rooms(app, client):
+    codes = []
+    for i in range(3):
+        other = app.test_client()
+        codes.append(post(other, name="host", create="").headers["Location"][-4:])
+        assert post(client, name=f"me{i}", code=codes[-1], join="").status_code == 303
+    for c in codes:
+        assert client.get(f"/room/{c}").status_code == 200
+
+
+@pytest.mark.settings(CREATES_PER_MINUTE=100)
+def test_session_holds_at_most_ten_rooms(client):
+    codes = [post(client, name="ada", create="").headers["Location"][-4:] for _ in range(11)]
+    assert client.get(f"/room/{codes[0]}").status_code == 303  # the oldest was dropped
+    for c in codes[1:]:
+        assert client.get(f"/room/{c}").status_code == 200
+    with client.session_transaction() as session:
+        assert len(session["rooms"]) == MAX_MEMBERSHIPS
+
+
+def test_joining_again_keeps_the_seat(client, code):
+    post(client, name="bob", code=code, join="")
+    assert post(client, name="bob", code=code, join="").status_code == 303
+    with client.session_transaction() as session:
+        assert [entry[0] for entry in session["rooms"]] == [code]
+
+
+def test_leave_drops_membership_and_frees_name(app, client, code):
+    post(client, name="bob", code=code, join="")
+    with client.session_transaction() as session:
+        old_cookie = dict(session)
+    response = client.post(f"/room/{code}/leave")
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    assert client.get(f"/room/{code}").status_code == 303
+    with client.session_transaction() as session:  # replay the old cookie
+        session.update(old_cookie)
+    assert client.get(f"/room/{code}").status_code == 303
+    assert post(app.test_client(), name="bob", code=code, join="").status_code == 303
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+
+
+def test_security_headers(client):
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_session_cookie_flags(client):
+    response = post(client, name="ada", create="")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_not_found_page(client):
+    response = client.get("/nope")
+    assert response.status_code == 404 and b"Not Found" in response.data
+
+
+# -- CSRF, with protection on --------------------------------------------------
+
+
+@pytest.fixture
+def csrf_app(tmp_path):
+    return create_app("config.TestingConfig", {"WTF_CSRF_ENABLED": True})
+
+
+def csrf_token(client):
+    html = client.get("/").data.decode()
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+
+
+def test_csrf_missing_token_is_400(csrf_app):
+    client = csrf_app.test_client()
+    client.get("/")
+    response = client.post("/", data={"name": "ada", "create": ""})
+    assert response.status_code == 400
+    assert b"This form expired" in response.data
+
+
+def test_csrf_wrong_token_is_400(csrf_app):
+    client = csrf_app.test_client()
+    csrf_token(client)
+    response = client.post("/", data={"name": "ada", "create": "", "csrf_token": "forged"})
+    assert response.status_code == 400
+
+
+def test_csrf_token_of_another_session_is_400(csrf_app):
+    token = csrf_token(csrf_app.test_client())
+    client = csrf_app.test_client()
+    client.get("/")
+    response = client.post("/", data={"name": "ada", "create": "", "csrf_token": token})
+    assert response.status_code == 400
+
+
+def test_csrf_valid_token_creates(csrf_app):
+    client = csrf_app.test_client()
+    response = client.post(
+        "/", data={"name": "ada", "create": "", "csrf_token": csrf_token(client)}
+    )
+    assert response.status_code == 303
+
+
+def test_csrf_protects_leave(csrf_app):
+    client = csrf_app.test_client()
+    token = csrf_token(client)
+    code = client.post("/", data={"name": "ada", "create": "", "csrf_token": token})
+    code = code.headers["Location"][-4:]
+    assert client.post(f"/room/{code}/leave").status_code == 400
+    assert client.get(f"/room/{code}").status_code == 200
+    assert client.post(f"/room/{code}/leave", data={"csrf_token": token}).status_code == 303

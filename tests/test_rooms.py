@@ -1,0 +1,563 @@
+"""RoomRegistry over MemoryStore, with no app: every rule, on a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+from chatapp.rooms import InvalidCode
+from chatapp.rooms import InvalidName
+from chatapp.rooms import NameTaken
+from chatapp.rooms import NoFreeCode
+from chatapp.rooms import NotJoined
+from chatapp.rooms import RoomFull
+from chatapp.rooms import RoomNotFound
+from chatapp.rooms import RoomRegistry
+from chatapp.rooms import SendRefused
+from chatapp.rooms import Settings
+from chatapp.rooms import utc_timestamp
+from chatapp.stores import Limits
+from chatapp.stores import MemoryStore
+
+T0 = 1_795_000_000.0
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_registry(clock=None, codes=None, **limits_and_settings) -> RoomRegistry:
+    limit_names = {"max_members", "history_limit", "idle_ttl", "former_limit"}
+    limits = {"max_members": 200, "history_limit": 500, "idle_ttl": 600}
+    limits.update({k: v for k, v in limits_and_settings.items() if k in limit_names})
+    settings = Settings(**{k: v for k, v in limits_and_settings.items() if k not in limit_names})
+    draw = None
+    if codes is not None:
+        source = iter(codes)
+        draw = lambda length: next(source)  # noqa: E731
+    counter = itertools.count(1)
+    return RoomRegistry(
+        MemoryStore(Limits(**limits)),
+        settings,
+        clock=clock or Clock(),
+        draw_code=draw,
+        new_member_id=lambda: f"m{next(counter)}",
+    )
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def registry(clock):
+    return make_registry(clock)
+
+
+def room_with(registry, *names):
+    """Create a room as names[0], join the others, connect everyone once."""
+    ada = registry.create_room(names[0])
+    seats = [ada] + [registry.join_room(ada.code, name) for name in names[1:]]
+    for seat in seats:
+        registry.connect(seat.code, seat.member_id, f"{seat.member_id}-tab1")
+    return seats
+
+
+def history_ids(welcome):
+    return [m.id for m in welcome.history]
+
+
+# -- codes and rooms ----------------------------------------------------------
+
+
+def test_create_room_draws_an_upper_case_code(registry):
+    seat = registry.create_room("ada")
+    assert len(seat.code) == 4 and seat.code.isalpha() and seat.code.isupper()
+    assert seat.name == "ada"
+
+
+def test_create_room_skips_codes_in_use(clock):
+    registry = make_registry(clock, codes=["AAAA", "AAAA", "AAAA", "BBBB"])
+    assert registry.create_room("ada").code == "AAAA"
+    assert registry.create_room("bob").code == "BBBB"
+
+
+def test_create_room_gives_up_after_bounded_draws(clock):
+    registry = make_registry(clock, codes=itertools.repeat("AAAA"), code_draws=5)
+    registry.create_room("ada")
+    with pytest.raises(NoFreeCode):
+        registry.create_room("bob")
+
+
+def test_create_room_code_length_is_configurable(clock):
+    registry = make_registry(clock, code_length=6)
+    assert len(registry.create_room("ada").code) == 6
+
+
+def test_join_room_codes_are_case_insensitive_and_trimmed(registry):
+    ada = registry.create_room("ada")
+    bob = registry.join_room(f"  {ada.code.lower()} ", "bob")
+    assert bob.code == ada.code
+
+
+@pytest.mark.parametrize("code", ["", "AB", "ABCDE", "AB1D", "ÀBCD"])
+def test_join_room_refuses_malformed_codes(registry, code):
+    with pytest.raises(InvalidCode):
+        registry.join_room(code, "bob")
+
+
+def test_join_room_unknown_room(registry):
+    with pytest.raises(RoomNotFound):
+        registry.join_room("ZZZZ", "bob")
+
+
+@pytest.mark.parametrize("name", ["ada", "ADA", "Ada", " ada ", "\u0430da", "ａｄａ"])
+def test_join_room_name_taken_case_and_confusables(registry, name):
+    ada = registry.create_room("ada")
+    with pytest.raises(NameTaken):
+        registry.join_room(ada.code, name)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 33, "a\u202eb", "a\u200bb", "a\x00b"])
+def test_join_room_refuses_bad_names(registry, name):
+    ada = registry.create_room("ada")
+    with pytest.raises(InvalidName):
+        registry.join_room(ada.code, name)
+
+
+def test_join_room_same_session_keeps_its_seat(registry):
+    ada = registry.create_room("ada")
+    again = registry.join_room(ada.code, "ada", ada.member_id)
+    assert again.member_id == ada.member_id
+
+
+def test_join_room_full(clock):
+    registry = make_registry(clock, max_members=2)
+    ada = registry.create_room("ada")
+    registry.join_room(ada.code, "bob")
+    with pytest.raises(RoomFull):
+        registry.join_room(ada.code, "cy")
+
+
+def test_concurrent_joins_for_one_name_seat_exactly_one(clock):
+    registry = make_registry(clock)
+    code = registry.create_room("ada").code
+    won, lost = [], []
+    barrier = threading.Barrier(16)
+
+    def join(i):
+        barrier.wait()
+        try:
+            won.append(registry.join_room(code, "Bob" if i % 2 else "bob"))
+        except NameTaken:
+            lost.append(i)
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(lost) == 15
+
+
+def test_concurrent_joins_for_the_last_seat_seat_exactly_one(clock):
+    registry = make_registry(clock, max_members=5)
+    code = registry.create_room("ada").code
+    for name in ["b", "c", "d"]:
+        registry.join_room(code, name)
+    won, full = [], []
+    barrier = threading.Barrier(12)
+
+    def join(i):
+        barrier.wait()
+        try:
+            won.append(registry.join_room(code, f"late{i}"))
+        except RoomFull:
+            full.append(i)
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(full) == 11
+
+
+# -- presence -----------------------------------------------------------------
+
+
+def test_first_connection_records_one_join_notice(registry):
+    ada = registry.create_room("ada")
+    welcome = registry.connect(ada.code, ada.member_id, "tab1")
+    assert welcome.notice is not None
+    assert (welcome.notice.id, welcome.notice.kind, welcome.notice.name) == (1, "join", "ada")
+    assert welcome.notice.text == ""
+    assert welcome.members == ("ada",)
+    assert history_ids(welcome) == [1] and welcome.latest_id == 1
+    second_tab = registry.connect(ada.code, ada.member_id, "tab2")
+    assert second_tab.notice is None
+    assert second_tab.members == ("ada",)
+
+
+def test_members_listed_in_join_order(registry):
+    ada = registry.create_room("ada")
+    bob = registry.join_room(ada.code, "bob")
+    cy = registry.join_room(ada.code, "cy")
+    registry.connect(cy.code, cy.member_id, "c1")
+    registry.connect(ada.code, ada.member_id, "a1")
+    welcome = registry.connect(bob.code, bob.member_id, "b1")
+    assert welcome.members == ("cy", "ada", "bob")
+
+
+def test_connect_refuses_strangers_and_unknown_rooms(registry):
+    ada = registry.create_room("ada")
+    with pytest.raises(NotJoined):
+        registry.connect(ada.code, "nobody", "tab")
+    with pytest.raises(RoomNotFound):
+        registry.connect("ZZZZ", ada.member_id, "tab")
+
+
+def test_reload_within_grace_makes_no_notice(registry):
+    (ada,) = room_with(registry, "ada")
+    token = registry.disconnect(ada.code, ada.member_id, f"{ada.member_id}-tab1")
+    assert token is not None
+    welcome = registry.connect(ada.code, ada.member_id, "reloaded")
+    assert welcome.notice is None
+    assert registry.end_if_gone(ada.code, ada.member_id, token) is None
+
+
+def test_last_connection_gone_ends_membership_once(registry):
+    ada, bob = room_with(registry, "ada", "bob")
+    registry.connect(bob.code, bob.member_id, "b2")
+    assert registry.disconnect(bob.code, bob.member_id, f"{bob.member_id}-tab1") is None
+    token = registry.disconnect(bob.code, bob.member_id, "b2")
+    ended = registry.end_if_gone(bob.code, bob.member_id, token)
+    assert ended.notice.kind == "leave" and ended.notice.name == "bob"
+    assert ended.members == ("ada",)
+    assert registry.end_if_gone(bob.code, bob.member_id, token) is None
+
+
+def test_ended_membership_renews_with_a_new_notice(registry):
+    ada, bob = room_with(registry, "ada", "bob")
+    token = registry.disconnect(bob.code, bob.member_id, f"{bob.member_id}-tab1")
+    registry.end_if_gone(bob.code, bob.member_id, token)
+    assert registry.is_member(bob.code, bob.member_id)
+    welcome = registry.connect(bob.code, bob.member_id, "back")
+    assert welcome.notice.kind == "join" and welcome.name == "bob"
+    assert welcome.members == ("ada", "bob")
+
+
+def test_ended_membership_refused_when_its_name_was_taken(registry):
+    ada, bob = room_with(registry, "ada", "bob")
+    token = registry.disconnect(bob.code, bob.member_id, f"{bob.member_id}-tab1")
+    registry.end_if_gone(bob.code, bob.member_id, token)
+    registry.join_room(ada.code, "BOB")
+    with pytest.raises(NotJoined):
+        registry.connect(bob.code, bob.member_id, "back")
+
+
+def test_never_connected_membership_ends_after_timeout_without_notice(registry, clock):
+    ada, _ = room_with(registry, "ada", "x")
+    bob = registry.join_room(ada.code, "bob")
+    with pytest.raises(NameTaken):
+        registry.join_room(ada.code, "bob")
+    clock.advance(61)
+    carol_as_bob = registry.join_room(ada.code, "bob")  # the name is free again
+    assert carol_as_bob.member_id != bob.member_id
+    with pytest.raises(NotJoined):  # and the late one cannot take it back
+        registry.connect(bob.code, bob.member_id, "late")
+    assert [m.kind for m in registry.connect(ada.code, ada.member_id, "a2").history] == [
+        "join",
+        "join",
+    ]
+
+
+def test_leave_is_for_good(registry):
+    ada, bob = room_with(registry, "ada", "bob")
+    ended = registry.leave(bob.code, bob.member_id)
+    assert ended.notice.kind == "leave" and ended.members == ("ada",)
+    assert ended.connections == (f"{bob.member_id}-tab1",)
+    assert not registry.is_member(bob.code, bob.member_id)
+    with pytest.raises(NotJoined):
+        registry.connect(bob.code, bob.member_id, "replayed")
+    registry.join_room(ada.code, "bob")  # the name is free again
+
+
+def test_leave_before_connecting_makes_no_notice(registry):
+    ada, _ = room_with(registry, "ada", "x")
+    bob = registry.join_room(ada.code, "bob")
+    ended = registry.leave(bob.code, bob.member_id)
+    assert ended.notice is None
+
+
+def test_room_idle_ttl_deletes_empty_room(clock):
+    registry = make_registry(clock, idle_ttl=600)
+    (ada,) = room_with(registry, "ada")
+    token = registry.disconnect(ada.code, ada.member_id, f"{ada.member_id}-tab1")
+    registry.end_if_gone(ada.code, ada.member_id, token)
+    clock.advance(599)
+    welcome = registry.connect(ada.code, ada.member_id, "back")  # history intact
+    assert [m.kind for m in welcome.history] == ["join", "leave", "join"]
+    token = registry.disconnect(ada.code, ada.member_id, "back")
+    registry.end_if_gone(ada.code, ada.member_id, token)
+    clock.advance(600)
+    with pytest.raises(RoomNotFound):
+        registry.join_room(ada.code, "bob")
+    with pytest.raises(RoomNotFound):
+        registry.connect(ada.code, ada.member_id, "too-late")
+
+
+def test_room_of_a_creator_who_never_connects_expires(clock):
+    registry = make_registry(clock, idle_ttl=600)
+    ada = registry.create_room("ada")
+    clock.advance(60 + 599)
+    assert registry.is_member(ada.code, ada.member_id)
+    clock.advance(2)
+    assert not registry.is_member(ada.code, ada.member_id)
+
+
+def test_purge_frees_expired_rooms(clock):
+    registry = make_registry(clock, idle_ttl=10)
+    registry.create_room("ada")
+    clock.advance(71)
+    assert registry.store.purge(clock()) == 1
+
+
+# -- messages -----------------------------------------------------------------
+
+
+def test_post_records_and_numbers_messages(registry, clock):
+    ada, bob = room_with(registry, "ada", "bob")
+    message_id, message = registry.post(ada.code, ada.member_id, {"text": " hello\r\nworld "})
+    assert message_id == 3
+    assert message.to_dict() == {
+        "id": 3,
+        "kind": "chat",
+        "name": "ada",
+        "text": "hello\nworld",
+        "ts": utc_timestamp(clock()),
+    }
+
+
+def test_utc_timestamp_format():
+    assert utc_timestamp(1_795_000_000.1234) == "2026-11-18T11:06:40.123Z"
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (None, "invalid"),
+        ("hello", "invalid"),
+        (["hello"], "invalid"),
+        ({}, "invalid"),
+        ({"text": 5}, "invalid"),
+        ({"text": None}, "invalid"),
+        ({"text": "hi", "cid": ""}, "invalid"),
+        ({"text": "hi", "cid": "x" * 65}, "invalid"),
+        ({"text": "hi", "cid": "bad cid"}, "invalid"),
+        ({"text": "hi", "cid": 7}, "invalid"),
+        ({"text": "a\x00b"}, "invalid"),
+        ({"text": "a\x1bb"}, "invalid"),
+        ({"text": "a\ud800b"}, "invalid"),
+        ({"text": ""}, "empty"),
+        ({"text": " \n\t\r\n "}, "empty"),
+        ({"text": "x" * 2001}, "too_long"),
+        ({"text": "🦊" * 2001}, "too_long"),
+    ],
+)
+def test_post_refuses(registry, payload, error):
+    (ada,) = room_with(registry, "ada")
+    with pytest.raises(SendRefused) as info:
+        registry.post(ada.code, ada.member_id, payload)
+    assert info.value.error == error
+    assert registry.connect(ada.code, ada.member_id, "t").latest_id == 1  # nothing recorded
+
+
+@pytest.mark.parametrize(
+    "text", ["x" * 2000, "🦊" * 2000, "  " + "x" * 2000 + "  ", "tab\there", "a\nb"]
+)
+def test_post_accepts_boundaries(registry, text):
+    (ada,) = room_with(registry, "ada")
+    assert registry.post(ada.code, ada.member_id, {"text": text})[0] == 2
+
+
+def test_post_ignores_smuggled_fields(registry):
+    (ada,) = room_with(registry, "ada")
+    payload = {"text": "hi", "name": "bob", "id": 99, "kind": "join", "ts": "1999"}
+    _, message = registry.post(ada.code, ada.member_id, payload)
+    assert (message.id, message.kind, message.name) == (2, "chat", "ada")
+    assert message.ts != "1999"
+
+
+def test_post_cid_deduplicates(registry):
+    ada, bob = room_with(registry, "ada", "bob")
+    first = registry.post(ada.code, ada.member_id, {"text": "hi", "cid": "k3j9x"})
+    again = registry.post(ada.code, ada.member_id, {"text": "hi", "cid": "k3j9x"})
+    assert first[1] is not None and again == (first[0], None)
+    # cids are per member: bob's k3j9x is a new line
+    assert registry.post(bob.code, bob.member_id, {"text": "hi", "cid": "k3j9x"})[1] is not None
+
+
+def test_post_cid_forgotten_once_message_is_no_longer_retained(clock):
+    registry = make_registry(clock, history_limit=3, send_burst=100)
+    (ada,) = room_with(registry, "ada")
+    first_id, _ = registry.post(ada.code, ada.member_id, {"text": "hi", "cid": "c1"})
+    for i in range(2):
+        registry.post(ada.code, ada.member_id, {"text": f"more {i}"})
+    assert registry.post(ada.code, ada.member_id, {"text": "hi", "cid": "c1"}) == (first_id, None)
+    registry.post(ada.code, ada.member_id, {"text": "push it out"})
+    assert registry.post(ada.code, ada.member_id, {"text": "hi", "cid": "c1"})[1] is not None
+
+
+def test_post_rate_limit_burst_then_rate(registry, clock):
+    (ada,) = room_with(registry, "ada")
+    for i in range(10):
+        registry.post(ada.code, ada.member_id, {"text": f"line {i}"})
+    with pytest.raises(SendRefused) as info:
+        registry.post(ada.code, ada.member_id, {"text": "one too many"})
+    assert info.value.error == "rate_limited"
+    assert info.value.retry_after == pytest.approx(0.2)
+    assert info.value.ack() == {"ok": False, "error": "rate_limited", "retry_after": 0.2}
+    clock.advance(0.2)
+    registry.post(ada.code, ada.member_id, {"text": "allowed again"})
+
+
+def test_post_rate_limit_is_shared_by_tabs(registry):
+    (ada,) = room_with(registry, "ada")
+    registry.connect(ada.code, ada.member_id, "tab2")
+    for i in range(10):
+        registry.post(ada.code, ada.member_id, {"text": f"line {i}"})
+    with pytest.raises(SendRefused):
+        registry.post(ada.code, ada.member_id, {"text": "from the other tab"})
+
+
+def test_post_requires_membership(registry):
+    ada, bob = room_with(registry, "ada", "bob")
+    registry.leave(bob.code, bob.member_id)
+    with pytest.raises(SendRefused) as info:
+        registry.post(bob.code, bob.member_id, {"text": "hi"})
+    assert info.value.error == "not_joined"
+
+
+def test_concurrent_posts_get_contiguous_ids(clock):
+    registry = make_registry(clock, send_burst=10_000)
+    seats = room_with(registry, "a", "b", "c", "d")
+    ids = []
+    barrier = threading.Barrier(len(seats))
+
+    def send(seat):
+        barrier.wait()
+        for i in range(200):
+            ids.append(registry.post(seat.code, seat.member_id, {"text": str(i)})[0])
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in seats]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(ids) == list(range(5, 5 + 800))
+
+
+def test_typing_throttled_per_member(registry, clock):
+    ada, bob = room_with(registry, "ada", "bob")
+    assert registry.typing(ada.code, ada.member_id) == "ada"
+    assert registry.typing(ada.code, ada.member_id) is None
+    assert registry.typing(bob.code, bob.member_id) == "bob"
+    clock.advance(2)
+    assert registry.typing(ada.code, ada.member_id) == "ada"
+
+
+# -- history ------------------------------------------------------------------
+
+
+def fill(registry, seat, count):
+    for i in range(count):
+        registry.post(seat.code, seat.member_id, {"text": f"line {i}"})
+
+
+@pytest.fixture
+def busy(clock):
+    """A room holding ids 1..60 with history retained from id 11."""
+    registry = make_registry(clock, history_limit=50, send_burst=1000)
+    (ada,) = room_with(registry, "ada")
+    fill(registry, ada, 59)
+    return registry, ada
+
+
+def test_history_on_join_is_the_last_n(busy):
+    registry, ada = busy
+    welcome = registry.connect(ada.code, ada.member_id, "t")
+    assert history_ids(welcome) == list(range(11, 61))
+    assert welcome.latest_id == 60 and welcome.truncated is False
+
+
+def test_history_on_join_count_is_configurable(clock):
+    registry = make_registry(clock, history_on_join=3)
+    (ada,) = room_with(registry, "ada")
+    fill(registry, ada, 5)
+    assert history_ids(registry.connect(ada.code, ada.member_id, "t")) == [4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    ("last_id", "ids", "truncated"),
+    [
+        (57, [58, 59, 60], False),
+        (60, [], False),
+        (10, list(range(11, 61)), False),
+        (9, list(range(11, 61)), True),
+        (0, list(range(11, 61)), True),
+        (1000, [], False),
+    ],
+)
+def test_history_after_last_id(busy, last_id, ids, truncated):
+    registry, ada = busy
+    welcome = registry.connect(ada.code, ada.member_id, "t", last_id)
+    assert history_ids(welcome) == ids
+    assert welcome.truncated is truncated and welcome.latest_id == 60
+
+
+@pytest.mark.parametrize("last_id", [-1, "5", 5.0, True, None, [5], {"id": 5}])
+def test_history_bad_last_id_counts_as_absent(busy, last_id):
+    registry, ada = busy
+    welcome = registry.connect(ada.code, ada.member_id, "t", last_id)
+    assert history_ids(welcome) == list(range(11, 61)) and welcome.truncated is False
+
+
+def test_history_of_an_empty_room(registry):
+    ada = registry.create_room("ada")
+    welcome = registry.connect(ada.code, ada.member_id, "t", 0)
+    assert history_ids(welcome) == [1] and welcome.truncated is False
+
+
+# -- per-address limits -------------------------------------------------------
+
+
+def test_creation_limit_per_address(registry, clock):
+    for _ in range(10):
+        assert registry.may_create("10.0.0.1")
+        registry.record_creation("10.0.0.1")
+    assert not registry.may_create("10.0.0.1")
+    assert registry.may_create("10.0.0.2")
+    clock.advance(6)
+    assert registry.may_create("10.0.0.1")
+
+
+def test_join_failure_limit_per_address(registry, clock):
+    for _ in range(20):
+        assert registry.may_join("10.0.0.1")
+        registry.record_join_failure("10.0.0.1")
+    assert not registry.may_join("10.0.0.1")
+    clock.advance(3)
+    assert registry.may_join("10.0.0.1")
