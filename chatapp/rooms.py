@@ -46,6 +46,7 @@ __all__ = [
     "Welcome",
 ]
 
+PURGE_INTERVAL_SECONDS = 30.0
 CID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Control characters a chat line may not hold: all of C0 and C1 but \t and
 # \n, and lone surrogates (which no UTF-8 encoder can carry).
@@ -168,6 +169,7 @@ class RoomRegistry:
         self.clock = clock
         self.draw_code = draw_code or _random_code
         self.new_member_id = new_member_id
+        self._next_purge = 0.0
 
     # -- lobby ---------------------------------------------------------------
 
@@ -186,7 +188,9 @@ class RoomRegistry:
         """Create a room with a fresh code and seat its creator (pending)."""
         name = self.normalize_name(raw_name)
         now = self.clock()
-        self.store.purge(now)
+        if now >= self._next_purge:  # expired rooms go lazily; this frees their memory
+            self._next_purge = now + PURGE_INTERVAL_SECONDS
+            self.store.purge(now)
         creator = self._new_member(self.new_member_id(), name, now)
         for _ in range(self.settings.code_draws):
             code = self.draw_code(self.settings.code_length)

@@ -31,7 +31,12 @@ RESERVED_EVENTS = frozenset({"connect", "disconnect"})
 UNAVAILABLE = {"ok": False, "error": "unavailable"}
 
 
-class ChatNamespace(Namespace):
+def current_sid() -> str:
+    """Return the id of the connection whose event is being handled."""
+    return str(request.sid)  # type: ignore[attr-defined]  # set by Flask-SocketIO
+
+
+class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyped
     """Connect members to their rooms and relay their lines."""
 
     def __init__(self, namespace: str, broadcaster: Broadcaster) -> None:
@@ -69,7 +74,7 @@ class ChatNamespace(Namespace):
             membership = memberships.newest(session)
         if membership is None:
             raise ConnectionRefusedError("not_joined")
-        code, member_id, sid = membership.code, membership.member_id, request.sid
+        code, member_id, sid = membership.code, membership.member_id, current_sid()
         with self.broadcaster.lock(code):
             try:
                 welcome = get_registry().connect(code, member_id, sid, auth.get("last_id"))
@@ -89,7 +94,7 @@ class ChatNamespace(Namespace):
 
     def on_disconnect(self, reason: object = None) -> None:
         """Detach the connection; end the membership after the grace period."""
-        sid = request.sid
+        sid = current_sid()
         code, member_id = self._connections.pop(sid, (None, None))
         if code is None or member_id is None:
             return
@@ -107,7 +112,7 @@ class ChatNamespace(Namespace):
 
     def on_send(self, *args: Any) -> dict[str, Any]:
         """Record a chat line, deliver it, and acknowledge it."""
-        connection = self._connections.get(request.sid)
+        connection = self._connections.get(current_sid())
         if connection is None:
             return SendRefused("not_joined").ack()
         code, member_id = connection
@@ -126,7 +131,7 @@ class ChatNamespace(Namespace):
 
     def on_typing(self, *args: Any) -> None:
         """Relay that a member is typing, at most once per interval."""
-        connection = self._connections.get(request.sid)
+        connection = self._connections.get(current_sid())
         if connection is None:
             return
         code, member_id = connection

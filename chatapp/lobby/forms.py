@@ -34,7 +34,7 @@ def _single(field: Field) -> None:
         raise ValidationError("Send this field once.")
 
 
-class LobbyForm(FlaskForm):
+class LobbyForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
     """Name and room code; ``action`` says which button was pressed."""
 
     name = StringField("Your name")

@@ -94,7 +94,7 @@
     return cid;
   }
 
-  function formatTime(ts) {
+  function parseTs(ts) {
     const date = new Date(ts);
     if (Number.isNaN(date.getTime())) return null;
     return date;
@@ -170,7 +170,7 @@
   }
 
   function timeElement(ts) {
-    const date = formatTime(ts);
+    const date = parseTs(ts);
     const time = el("time", "msg-time");
     time.dateTime = typeof ts === "string" ? ts : "";
     if (date) {
