@@ -1,4 +1,11 @@
-"""chatapp: a self-hostable real-time chat on Flask and Flask-SocketIO."""
+"""chatapp: a self-hostable real-time chat on Flask and Flask-SocketIO.
+
+This module imports nothing beyond the standard library at import time:
+``python -m chatapp`` imports the package before ``__main__`` runs, and
+gevent's monkey-patching there must come before Flask, Engine.IO and
+anything that touches ``ssl`` or ``socket`` are imported. The factory
+imports them when it runs, as flaskr's does.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +13,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from flask import jsonify
-from werkzeug.middleware.proxy_fix import ProxyFix
+if TYPE_CHECKING:
+    from flask import Flask
 
-from chatapp import lobby
-from chatapp import room
-from chatapp.broadcast import Broadcaster
-from chatapp.errors import register_error_handlers
-from chatapp.extensions import csrf
-from chatapp.extensions import get_registry
-from chatapp.extensions import socketio
-from chatapp.rooms import RoomRegistry
-from chatapp.rooms import Settings
-from chatapp.security import register_security_headers
-from chatapp.sockets import CHAT_NAMESPACE
-from chatapp.sockets import ChatNamespace
-from chatapp.stores import Limits
-from chatapp.stores import make_store
-from chatapp.stores import StoreUnavailable
+    from chatapp.rooms import RoomRegistry
 
 SECRET_KEY_FILE = "secret_key"
 
@@ -35,6 +28,15 @@ def create_app(
     overrides: Mapping[str, Any] | None = None,
 ) -> Flask:
     """Create and configure a chatapp application."""
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from chatapp import lobby
+    from chatapp import room
+    from chatapp.errors import register_error_handlers
+    from chatapp.extensions import csrf
+    from chatapp.security import register_security_headers
+
     app = Flask(
         __name__,
         instance_relative_config=True,
@@ -93,6 +95,11 @@ def _instance_secret_key(app: Flask) -> str:
 
 
 def _register_socketio(app: Flask) -> None:
+    from chatapp.broadcast import Broadcaster
+    from chatapp.extensions import socketio
+    from chatapp.sockets import CHAT_NAMESPACE
+    from chatapp.sockets import ChatNamespace
+
     cfg = app.config
     socketio.init_app(
         app,
@@ -114,6 +121,11 @@ def _register_socketio(app: Flask) -> None:
 
 
 def _make_registry(app: Flask) -> RoomRegistry:
+    from chatapp.rooms import RoomRegistry
+    from chatapp.rooms import Settings
+    from chatapp.stores import Limits
+    from chatapp.stores import make_store
+
     cfg = app.config
     limits = Limits(
         max_members=cfg["ROOM_MAX_MEMBERS"],
@@ -136,6 +148,11 @@ def _make_registry(app: Flask) -> RoomRegistry:
 
 
 def _register_health(app: Flask) -> None:
+    from flask import jsonify
+
+    from chatapp.extensions import get_registry
+    from chatapp.stores import StoreUnavailable
+
     @app.get("/healthz")
     def healthz() -> Any:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask import request
 from flask import Response
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -11,7 +12,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
-        "connect-src 'self'",
+        "connect-src 'self' {websocket_origins}",
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
@@ -26,8 +27,15 @@ def register_security_headers(app: Flask) -> None:
     @app.after_request
     def add_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        # 'self' covers ws: and wss: in CSP 3; older Safari needs them named.
+        websocket_origins = f"ws://{request.host} wss://{request.host}"
+        headers.setdefault(
+            "Content-Security-Policy",
+            CONTENT_SECURITY_POLICY.format(websocket_origins=websocket_origins),
+        )
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: Flask-WTF checks the Referer of
+        # form posts over HTTPS, and links out of a room must not carry it.
+        headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
         return response

@@ -572,6 +572,8 @@
 
   const socket = window.io(NAMESPACE, {
     transports: ["websocket", "polling"],
+    // Fall back to long-polling where a proxy or network blocks WebSocket.
+    tryAllTransports: true,
     // A function, so every (re)connection sends the newest last_id.
     auth: (cb) => cb(lastId === null ? { room: ROOM } : { room: ROOM, last_id: lastId }),
   });
