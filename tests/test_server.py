@@ -1,0 +1,374 @@
+"""The real gevent server in a subprocess, driven over HTTP and WebSocket.
+
+Each test starts its own ``python -m chatapp`` (production config: CSRF on,
+memory store) on a free port and stops it at teardown, also on failure.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from liveserver import CHAT_NAMESPACE
+from liveserver import ChatClient
+from liveserver import LiveServer
+from liveserver import Person
+from liveserver import wait_for
+
+pytestmark = pytest.mark.server
+
+GRACE = 0.5
+FAST = {"LEAVE_GRACE_SECONDS": GRACE}
+
+ServerFactory = Callable[..., LiveServer]
+PeopleFactory = Callable[[LiveServer], Person]
+
+
+@pytest.fixture
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Start live servers (``FAST`` plus the given settings); stop them all at teardown."""
+    servers: list[LiveServer] = []
+
+    def start(**settings: object) -> LiveServer:
+        server = LiveServer({**FAST, **settings}, tmp_path_factory.mktemp("live"))
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            try:
+                server.stop()
+            except BaseException:
+                server.kill()
+                raise
+
+
+@pytest.fixture
+def live_server(start_server: ServerFactory) -> LiveServer:
+    """A live server with ``LEAVE_GRACE_SECONDS=0.5``."""
+    return start_server()
+
+
+@pytest.fixture
+def people() -> Iterator[PeopleFactory]:
+    """Make browsers for a server; close their sockets and sessions at teardown."""
+    made: list[Person] = []
+
+    def make(server: LiveServer) -> Person:
+        person = Person(server.url)
+        made.append(person)
+        return person
+
+    yield make
+    for person in made:
+        person.close()
+
+
+def ids(lines: list[dict[str, Any]]) -> list[int]:
+    return [line["id"] for line in lines]
+
+
+def chat_texts(lines: list[dict[str, Any]], name: str | None = None) -> list[str]:
+    return [
+        line["text"]
+        for line in lines
+        if line["kind"] == "chat" and (name is None or line["name"] == name)
+    ]
+
+
+def notices(lines: list[dict[str, Any]], kind: str) -> list[str]:
+    return [line["name"] for line in lines if line["kind"] == kind]
+
+
+def test_two_members_exchange_lines(live_server: LiveServer, people: PeopleFactory) -> None:
+    ada, bob = people(live_server), people(live_server)
+    code = ada.create_room("ada")
+    bob.join(code.lower(), "bob")
+    assert bob.code == code
+
+    ada_tab = ada.socket()
+    ada_tab.wait_for(lambda c: c.received("joined"))
+    bob_tab = bob.socket()
+    (joined,) = bob_tab.received("joined")
+    assert joined["room"] == code
+    assert joined["name"] == "bob"
+    assert joined["members"] == ["ada", "bob"]
+
+    # Bob's join notice and the new member list reach ada.
+    ada_tab.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+    ada_tab.wait_for(lambda c: {"members": ["ada", "bob"]} in c.received("members"))
+
+    sent: list[tuple[str, str, int]] = []
+    for n in range(3):
+        for who, tab in (("ada", ada_tab), ("bob", bob_tab)):
+            text = f"{who} says {n}"
+            ack = tab.send_line(text)
+            assert ack == {"ok": True, "id": ack["id"]}, ack
+            sent.append((who, text, ack["id"]))
+
+    latest = sent[-1][2]
+    assert [entry[2] for entry in sent] == list(range(3, latest + 1))
+    for tab in (ada_tab, bob_tab):
+        tab.wait_for(lambda c: c.last_id() >= latest)
+        lines = tab.lines()
+        assert ids(lines) == list(range(1, latest + 1)), ids(lines)
+        assert notices(lines, "join") == ["ada", "bob"]
+        assert notices(lines, "leave") == []
+        assert [(line["name"], line["text"], line["id"]) for line in lines[2:]] == sent
+        assert all(line["ts"].endswith("Z") for line in lines)
+
+
+def test_reconnect_with_last_id_gets_exactly_what_it_missed(
+    live_server: LiveServer, people: PeopleFactory
+) -> None:
+    ada, bob = people(live_server), people(live_server)
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    ada_tab = ada.socket()
+    bob_tab = bob.socket()
+    ada_tab.wait_for(lambda c: c.last_id() == 2)
+    assert bob_tab.send_line("before the drop")["ok"] is True
+    bob_tab.wait_for(lambda c: c.last_id() == 3)
+    last_seen = bob_tab.last_id()
+
+    away_since = time.monotonic()
+    bob_tab.disconnect()
+    missed = [f"while bob is away {n}" for n in range(5)]
+    acks = [ada_tab.send_line(text) for text in missed]
+    assert acks == [{"ok": True, "id": last_seen + 1 + n} for n in range(5)]
+
+    bob_again = bob.socket(auth={"room": code, "last_id": last_seen})
+    away_for = time.monotonic() - away_since
+    if away_for >= GRACE:
+        pytest.fail(f"bob was away {away_for:.2f} s, not within the {GRACE} s grace: too slow")
+
+    (joined,) = bob_again.received("joined")
+    assert joined["members"] == ["ada", "bob"]
+    assert joined["latest_id"] == last_seen + 5
+    assert joined["truncated"] is False
+    assert ids(joined["history"]) == list(range(last_seen + 1, last_seen + 6))
+    assert chat_texts(joined["history"], "ada") == missed
+
+    reconnected_at = time.monotonic()
+    ack = ada_tab.send_line("after the return")
+    assert ack == {"ok": True, "id": last_seen + 6}
+    bob_again.wait_for(lambda c: c.last_id() == last_seen + 6)
+    lines = bob_again.lines()
+    assert ids(lines) == list(range(last_seen + 1, last_seen + 7))
+    assert lines[-1]["text"] == "after the return"
+    assert notices(lines, "join") == [] and notices(lines, "leave") == []
+
+    # The grace task started by the drop must not end bob's membership now
+    # that bob is back: wait the grace out and look again.
+    time.sleep(max(0.0, reconnected_at + GRACE + 0.3 - time.monotonic()))
+    ada_lines = ada_tab.lines()
+    assert ids(ada_lines) == list(range(1, last_seen + 7))
+    assert notices(ada_lines, "join") == ["ada", "bob"]
+    assert notices(ada_lines, "leave") == []
+    assert bob_again.lines() == lines  # nothing twice, nothing new
+    assert ada_tab.received("members")[-1] == {"members": ["ada", "bob"]}
+    assert bob_again.connected
+
+
+def test_restart_forgets_memory_store(live_server: LiveServer, people: PeopleFactory) -> None:
+    ada, bob = people(live_server), people(live_server)
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    ada_tab = ada.socket()
+    bob_tab = bob.socket()
+
+    assert live_server.stop() == 0, live_server.log_tail()  # SIGTERM: a clean exit
+    ada_tab.wait_for(lambda c: not c.connected and c.disconnects)
+    bob_tab.wait_for(lambda c: not c.connected and c.disconnects)
+
+    live_server.start()
+    assert live_server.health() == 200
+    error = bob.refused(auth={"room": code, "last_id": bob_tab.last_id()})
+    assert error in ({"message": "room_not_found"}, {"message": "not_joined"}), error
+
+
+def test_concurrent_senders(start_server: ServerFactory, people: PeopleFactory) -> None:
+    senders, per_sender = 4, 25
+    total = senders * per_sender
+    # Lift the send budget so that only concurrency is under test.
+    server = start_server(SEND_RATE=1000, SEND_BURST=1000)
+    crowd = [people(server) for _ in range(senders)]
+    names = [f"member{n}" for n in range(senders)]
+    code = crowd[0].create_room(names[0])
+    for person, name in zip(crowd[1:], names[1:], strict=True):
+        person.join(code, name)
+    tabs = [person.socket() for person in crowd]
+    latest_before = senders  # the join notices
+    for tab in tabs:
+        tab.wait_for(lambda c: c.last_id() == latest_before)
+
+    acks: dict[str, list[Any]] = {name: [] for name in names}
+    errors: list[BaseException] = []
+    start = threading.Barrier(senders)
+
+    def blast(tab: ChatClient, name: str) -> None:
+        try:
+            start.wait(timeout=5)
+            for n in range(per_sender):
+                tab.emit(
+                    "send",
+                    {"text": f"{name} line {n}"},
+                    namespace=CHAT_NAMESPACE,
+                    callback=acks[name].append,
+                )
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=blast, args=(tab, name), daemon=True)
+        for tab, name in zip(tabs, names, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    wait_for(lambda: all(len(got) == per_sender for got in acks.values()), timeout=10)
+
+    latest = latest_before + total
+    all_ack_ids = sorted(ack["id"] for got in acks.values() for ack in got)
+    assert all_ack_ids == list(range(latest_before + 1, latest + 1))
+    for name in names:
+        assert all(ack["ok"] is True for ack in acks[name]), acks[name]
+
+    for tab in tabs:
+        tab.wait_for(lambda c: c.last_id() >= latest, timeout=10)
+    reference = tabs[0].lines()
+    for tab in tabs:
+        lines = tab.lines()
+        assert ids(lines) == list(range(1, latest + 1)), ids(lines)
+        assert lines == reference  # same ids, same lines, everywhere
+        assert len(chat_texts(lines)) == total
+        for name in names:
+            assert chat_texts(lines, name) == [f"{name} line {n}" for n in range(per_sender)]
+    by_text = {line["text"]: line["id"] for line in reference if line["kind"] == "chat"}
+    for name in names:
+        # The acks came back in send order, with the ids the room recorded.
+        assert [ack["id"] for ack in acks[name]] == [
+            by_text[f"{name} line {n}"] for n in range(per_sender)
+        ]
+
+
+def test_frame_over_the_limit_closes_the_connection(
+    start_server: ServerFactory, people: PeopleFactory
+) -> None:
+    # MESSAGE_MAX_LENGTH above the line's length: only the frame limit refuses it.
+    server = start_server(MAX_FRAME_BYTES=2048, MESSAGE_MAX_LENGTH=5000)
+    ada, bob = people(server), people(server)
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    ada_tab = ada.socket()
+
+    small = "s" * 1500  # a frame under 2048 bytes goes through
+    assert ada_tab.send_line(small)["ok"] is True
+
+    acks: list[Any] = []
+    big = "x" * 4000
+    ada_tab.emit("send", {"text": big}, namespace=CHAT_NAMESPACE, callback=acks.append)
+    ada_tab.wait_for(lambda c: c.disconnects and not c.connected)
+    assert acks == []
+    assert server.process is not None and server.process.poll() is None  # still serving
+
+    bob_tab = bob.socket(auth={"room": code})
+    (joined,) = bob_tab.received("joined")
+    assert big not in chat_texts(joined["history"])
+    assert chat_texts(joined["history"]) == [small]
+    assert server.health() == 200
+
+
+def test_foreign_origin_is_refused(live_server: LiveServer, people: PeopleFactory) -> None:
+    ada = people(live_server)
+    code = ada.create_room("ada")
+
+    error = ada.refused(auth={"room": code}, origin="http://evil.example")
+    assert error == {"message": "origin"}
+
+    tab = ada.socket(auth={"room": code}, origin=live_server.url)
+    (joined,) = tab.received("joined")
+    assert joined["name"] == "ada"
+    # The refused attempt never reached the room: one join notice, ada's first.
+    assert joined["history"] == [
+        {"id": 1, "kind": "join", "name": "ada", "text": "", "ts": joined["history"][0]["ts"]}
+    ]
+
+
+# -- TCP_NODELAY ---------------------------------------------------------------
+
+SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
+
+
+def _server_side_socket(pid: int, peer: tuple[str, int]) -> socket.socket:
+    """Duplicate, with pidfd_getfd(2), the server's socket whose peer is ``peer``.
+
+    Skip the test when the kernel or its policy does not allow it.
+    """
+    if not hasattr(os, "pidfd_open") or not os.path.isdir(f"/proc/{pid}/fd"):
+        pytest.skip("no pidfd_open or /proc: cannot inspect the server's sockets")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for entry in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{entry}")
+            except OSError:
+                continue
+            if not target.startswith("socket:"):
+                continue
+            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(entry), 0)
+            if fd < 0:
+                err = ctypes.get_errno()
+                if err in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+                    pytest.skip(f"pidfd_getfd refused: {os.strerror(err)}")
+                continue
+            dup = socket.socket(fileno=fd)
+            try:
+                if dup.family == socket.AF_INET and dup.getpeername() == peer:
+                    return dup
+            except OSError:
+                pass
+            dup.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no server socket connected to {peer}")
+
+
+def test_accepted_connections_have_tcp_nodelay(live_server: LiveServer) -> None:
+    """Read the option on the server's own end of a raw TCP connection.
+
+    There is no way to see the peer's TCP_NODELAY from the client's end of
+    the wire; the test process is the server's parent, so it may duplicate
+    the server's accepted socket (pidfd_getfd) and ask the kernel directly.
+    """
+    assert live_server.pid is not None
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=5) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # left unfinished
+        local = raw.getsockname()
+        dup = wait_for(lambda: _try_server_side(live_server.pid or 0, local), timeout=5)
+        with dup:
+            assert dup.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        raw.sendall(b"\r\n")
+        assert raw.recv(64).startswith(b"HTTP/1.1 200")
+
+
+def _try_server_side(pid: int, peer: tuple[str, int]) -> socket.socket | None:
+    try:
+        return _server_side_socket(pid, peer)
+    except AssertionError:
+        return None  # not accepted yet
