@@ -34,6 +34,11 @@ class Config:
     JOIN_FAILURES_PER_MINUTE = 20
     CREATES_PER_MINUTE = 10
 
+    # With the Redis store: how long a connection outlives the process that
+    # stopped renewing it (a crash); the ghost-member bound is this plus
+    # about 2 s of sweep and LEAVE_GRACE_SECONDS.
+    CONNECTION_LEASE_SECONDS = 15
+
     # Fixed by the protocol; settings so that tests can shorten them.
     CONNECT_TIMEOUT_SECONDS = 60
     TYPING_INTERVAL_SECONDS = 2

@@ -52,8 +52,8 @@ def create_app(
         app.config["SECRET_KEY"] = _instance_secret_key(app)
 
     csrf.init_app(app)
-    _register_socketio(app)
     app.extensions["room_registry"] = _make_registry(app)
+    _register_socketio(app)
     for blueprint in (lobby.bp, room.bp):
         app.register_blueprint(blueprint)
     _register_health(app)
@@ -96,11 +96,19 @@ def _instance_secret_key(app: Flask) -> str:
 
 def _register_socketio(app: Flask) -> None:
     from chatapp.broadcast import Broadcaster
+    from chatapp.delivery import OrderedRedisManager
+    from chatapp.delivery import RoomSequencer
     from chatapp.extensions import socketio
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
 
     cfg = app.config
+    queue: dict[str, Any] = {}
+    sequencer = None
+    if _is_shared(cfg["STORE"]):
+        # Broadcasts between processes go through the same Redis.
+        sequencer = RoomSequencer(app.extensions["room_registry"].store, CHAT_NAMESPACE)
+        queue["client_manager"] = OrderedRedisManager(cfg["STORE"], sequencer, CHAT_NAMESPACE)
     socketio.init_app(
         app,
         async_mode=cfg["SOCKETIO_ASYNC_MODE"],
@@ -114,10 +122,15 @@ def _register_socketio(app: Flask) -> None:
         # One connection's events run in order, in its own reader; a sender's
         # lines keep their order and no greenlet is spawned per event.
         async_handlers=False,
+        **queue,
     )
-    broadcaster = Broadcaster(socketio, CHAT_NAMESPACE)
+    broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
     app.extensions["chat_broadcaster"] = broadcaster
     socketio.on_namespace(ChatNamespace(CHAT_NAMESPACE, broadcaster))
+
+
+def _is_shared(store_url: str) -> bool:
+    return store_url != "memory"
 
 
 def _make_registry(app: Flask) -> RoomRegistry:
@@ -143,6 +156,7 @@ def _make_registry(app: Flask) -> RoomRegistry:
         typing_interval=cfg["TYPING_INTERVAL_SECONDS"],
         join_failures_per_minute=cfg["JOIN_FAILURES_PER_MINUTE"],
         creates_per_minute=cfg["CREATES_PER_MINUTE"],
+        connection_lease=cfg["CONNECTION_LEASE_SECONDS"],
     )
     return RoomRegistry(make_store(cfg["STORE"], limits), settings)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from flask_socketio import SocketIO
 
+from chatapp.delivery import RoomSequencer
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Message
 
@@ -28,14 +29,41 @@ LOCK_STRIPES = 256
 class Broadcaster:
     """Send room events on the ``/chat`` namespace, one room at a time."""
 
-    def __init__(self, socketio: SocketIO, namespace: str) -> None:
+    def __init__(
+        self, socketio: SocketIO, namespace: str, sequencer: RoomSequencer | None = None
+    ) -> None:
         self.socketio = socketio
         self.namespace = namespace
+        # Several processes (the Redis store) also order deliveries per host.
+        self.sequencer = sequencer
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        if sequencer is not None:
+            sequencer.emit_to = self._emit_to
 
     def lock(self, code: str) -> threading.Lock:
         """Return the lock that orders room ``code``'s deliveries."""
         return self._locks[zlib.crc32(code.encode()) % LOCK_STRIPES]
+
+    def admit(self, code: str, sid: str, joined: dict[str, object], latest_id: int) -> None:
+        """Put a new connection in its room and send it ``joined``, in order."""
+
+        def enter() -> None:
+            self.socketio.server.enter_room(sid, code, namespace=self.namespace)
+            self._emit_to(sid, "joined", joined)
+
+        if self.sequencer is None:
+            enter()
+        else:
+            self.sequencer.admit(code, sid, latest_id, enter)
+
+    def release(self, code: str, sid: str) -> None:
+        """Forget a connection that left its room."""
+        if self.sequencer is not None:
+            self.sequencer.release(code, sid)
+
+    def _emit_to(self, sid: str, event: str, data: object) -> None:
+        # One socket lives in this process only: no need for the queue.
+        self.socketio.server.emit(event, data, to=sid, namespace=self.namespace, ignore_queue=True)
 
     def message(self, code: str, message: Message) -> None:
         """Send a recorded message to everyone in the room."""

@@ -144,6 +144,8 @@ class Settings:
     typing_interval: float = 2.0
     join_failures_per_minute: int = 20
     creates_per_minute: int = 10
+    # How long a shared store keeps a connection its process stopped renewing.
+    connection_lease: float = 30.0
 
 
 def utc_timestamp(now: float) -> str:
@@ -259,6 +261,7 @@ class RoomRegistry:
             self.settings.history_on_join,
             utc_timestamp(now),
             now,
+            now + self.settings.connection_lease,
         )
         if result.outcome is ConnectOutcome.NO_ROOM:
             raise RoomNotFound(code)
@@ -282,6 +285,15 @@ class RoomRegistry:
         """End the membership if no connection came back since ``token``."""
         now = self.clock()
         return self.store.end_if_gone(code, member_id, token, utc_timestamp(now), now)
+
+    def renew_leases(self, connections: list[tuple[str, str, str]]) -> None:
+        """Keep this process's ``(code, member, conn)`` connections alive in the store."""
+        if connections:
+            self.store.renew_leases(connections, self.clock() + self.settings.connection_lease)
+
+    def dead_connections(self) -> list[tuple[str, str, str]]:
+        """Return connections whose process stopped renewing their leases."""
+        return self.store.expired_connections(self.clock())
 
     # -- messages -------------------------------------------------------------
 

@@ -10,8 +10,6 @@ from flask import Flask
 from flask import request
 from flask import session
 from flask_socketio import ConnectionRefusedError
-from flask_socketio import emit
-from flask_socketio import join_room
 from flask_socketio import Namespace
 
 from chatapp import memberships
@@ -19,6 +17,7 @@ from chatapp.addresses import origin_allowed
 from chatapp.broadcast import Broadcaster
 from chatapp.extensions import get_registry
 from chatapp.extensions import socketio
+from chatapp.housekeeping import Housekeeper
 from chatapp.names import normalize_code
 from chatapp.rooms import NotJoined
 from chatapp.rooms import RoomNotFound
@@ -29,6 +28,7 @@ CHAT_NAMESPACE = "/chat"
 CLIENT_EVENTS = frozenset({"send", "typing"})
 RESERVED_EVENTS = frozenset({"connect", "disconnect"})
 UNAVAILABLE = {"ok": False, "error": "unavailable"}
+GRACE_RETRIES = 30  # a membership ends once the store is back, within ~8 minutes
 
 
 def current_sid() -> str:
@@ -44,6 +44,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         self.broadcaster = broadcaster
         self._connections: dict[str, tuple[str, str]] = {}  # sid -> (code, member id)
         self._sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self._housekeeper: Housekeeper | None = None
 
     def trigger_event(self, event: str, *args: Any) -> Any:
         """Dispatch only the protocol's events; ignore everything else.
@@ -89,8 +90,9 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             if welcome.notice is not None:
                 self.broadcaster.message(code, welcome.notice)
                 self.broadcaster.members(code, welcome.members)
-            join_room(code)
-            emit("joined", welcome.joined_payload())
+            self.broadcaster.admit(code, sid, welcome.joined_payload(), welcome.latest_id)
+        if self.broadcaster.sequencer is not None and self._housekeeper is None:
+            self._start_housekeeping()
 
     def on_disconnect(self, reason: object = None) -> None:
         """Detach the connection; end the membership after the grace period."""
@@ -102,13 +104,9 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         sids.discard(sid)
         if not sids:
             del self._sids[code, member_id]
-        try:
-            token = get_registry().disconnect(code, member_id, sid)
-        except StoreUnavailable:
-            return
-        if token is not None:
-            app = current_app._get_current_object()  # type: ignore[attr-defined]
-            socketio.start_background_task(self._end_after_grace, app, code, member_id, token)
+        self.broadcaster.release(code, sid)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        self._detach(app, code, member_id, sid)
 
     def on_send(self, *args: Any) -> dict[str, Any]:
         """Record a chat line, deliver it, and acknowledge it."""
@@ -142,13 +140,47 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         if name is not None:
             self.broadcaster.typing(code, name, skip=self._sids.get((code, member_id), ()))
 
+    def local_connections(self) -> list[tuple[str, str, str]]:
+        """Return this process's connections as ``(code, member id, sid)``."""
+        return [(code, member, sid) for sid, (code, member) in list(self._connections.items())]
+
+    def _detach(self, app: Flask, code: str, member_id: str, sid: str) -> None:
+        """Detach a gone connection; end the membership after the grace."""
+        with app.app_context():
+            try:
+                token = get_registry().disconnect(code, member_id, sid)
+            except StoreUnavailable:
+                # Its lease will run out, and the sweep of a live process will end it.
+                return
+        if token is not None:
+            socketio.start_background_task(self._end_after_grace, app, code, member_id, token)
+
     def _end_after_grace(self, app: Flask, code: str, member_id: str, token: int) -> None:
         socketio.sleep(app.config["LEAVE_GRACE_SECONDS"])
-        with app.app_context(), self.broadcaster.lock(code):
-            try:
-                ended = get_registry().end_if_gone(code, member_id, token)
-            except StoreUnavailable:
-                app.logger.warning("store unavailable: membership end in %s postponed", code)
-                return
-            if ended is not None:
-                self.broadcaster.departure(code, ended)
+        for attempt in range(GRACE_RETRIES):
+            with app.app_context(), self.broadcaster.lock(code):
+                try:
+                    ended = get_registry().end_if_gone(code, member_id, token)
+                except StoreUnavailable:
+                    ended = None
+                else:
+                    if ended is not None:
+                        self.broadcaster.departure(code, ended)
+                    return
+            app.logger.warning(
+                "store unavailable: ending a membership in %s, retry %d", code, attempt
+            )
+            socketio.sleep(1 + attempt)
+
+    def _start_housekeeping(self) -> None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        sequencer = self.broadcaster.sequencer
+        assert sequencer is not None
+        self._housekeeper = Housekeeper(
+            app,
+            get_registry(),
+            sequencer,
+            self.local_connections,
+            lambda code, member_id, sid: self._detach(app, code, member_id, sid),
+        )
+        self._housekeeper.start()

@@ -90,20 +90,23 @@ def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], Person]:
     return lambda: Person(app, socketio_client)
 
 
-def events(client: SocketIOTestClient, name: str) -> list[Any]:
-    """Return the payloads of the events called ``name`` received so far."""
-    payloads = []
-    for packet in client.get_received(CHAT_NAMESPACE):
-        if packet["name"] == name:
-            args = packet["args"]
-            payloads.append(args[0] if isinstance(args, list) else args)
-    return payloads
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    from redisproc import RedisProcess
+
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
 
 
-def received(client: SocketIOTestClient) -> list[tuple[str, Any]]:
-    """Return ``(event, payload)`` for everything received so far."""
-    out = []
-    for packet in client.get_received(CHAT_NAMESPACE):
-        args = packet["args"]
-        out.append((packet["name"], args[0] if isinstance(args, list) else args))
-    return out
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    client.close()
+    return redis_server

@@ -1,9 +1,14 @@
-"""RoomRegistry over MemoryStore, with no app: every rule, on a fake clock."""
+"""RoomRegistry with no app: every rule, on a fake clock.
+
+The Store contract suite: each test runs over MemoryStore and over RedisStore
+on a real redis-server (marker ``redis``), so both keep the same rules.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 
@@ -20,8 +25,10 @@ from chatapp.rooms import Settings
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
 from chatapp.stores import MemoryStore
+from chatapp.stores.redis import RedisStore
 
-T0 = 1_795_000_000.0
+# Near the real time: Redis expires idle rooms' keys by its own clock.
+T0 = float(int(time.time()))
 
 
 class Clock:
@@ -37,23 +44,40 @@ class Clock:
         self.now += seconds
 
 
-def make_registry(clock=None, codes=None, **limits_and_settings) -> RoomRegistry:
-    limit_names = {"max_members", "history_limit", "idle_ttl", "former_limit"}
-    limits = {"max_members": 200, "history_limit": 500, "idle_ttl": 600}
-    limits.update({k: v for k, v in limits_and_settings.items() if k in limit_names})
-    settings = Settings(**{k: v for k, v in limits_and_settings.items() if k not in limit_names})
-    draw = None
-    if codes is not None:
-        source = iter(codes)
-        draw = lambda length: next(source)  # noqa: E731
-    counter = itertools.count(1)
-    return RoomRegistry(
-        MemoryStore(Limits(**limits)),
-        settings,
-        clock=clock or Clock(),
-        draw_code=draw,
-        new_member_id=lambda: f"m{next(counter)}",
-    )
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def make_store(request):
+    """Return a factory of empty stores of one kind."""
+    if request.param == "memory":
+        return MemoryStore
+    url = request.getfixturevalue("redis_url")
+    return lambda limits: RedisStore(url, limits)
+
+
+@pytest.fixture
+def make_registry(make_store):
+    """Return ``make(clock=None, codes=None, **limits_and_settings)``."""
+
+    def make(clock=None, codes=None, **limits_and_settings) -> RoomRegistry:
+        limit_names = {"max_members", "history_limit", "idle_ttl", "former_limit"}
+        limits = {"max_members": 200, "history_limit": 500, "idle_ttl": 600}
+        limits.update({k: v for k, v in limits_and_settings.items() if k in limit_names})
+        settings = Settings(
+            **{k: v for k, v in limits_and_settings.items() if k not in limit_names}
+        )
+        draw = None
+        if codes is not None:
+            source = iter(codes)
+            draw = lambda length: next(source)  # noqa: E731
+        counter = itertools.count(1)
+        return RoomRegistry(
+            make_store(Limits(**limits)),
+            settings,
+            clock=clock or Clock(),
+            draw_code=draw,
+            new_member_id=lambda: f"m{next(counter)}",
+        )
+
+    return make
 
 
 @pytest.fixture
@@ -62,7 +86,7 @@ def clock():
 
 
 @pytest.fixture
-def registry(clock):
+def registry(make_registry, clock):
     return make_registry(clock)
 
 
@@ -88,20 +112,20 @@ def test_create_room_draws_an_upper_case_code(registry):
     assert seat.name == "ada"
 
 
-def test_create_room_skips_codes_in_use(clock):
+def test_create_room_skips_codes_in_use(make_registry, clock):
     registry = make_registry(clock, codes=["AAAA", "AAAA", "AAAA", "BBBB"])
     assert registry.create_room("ada").code == "AAAA"
     assert registry.create_room("bob").code == "BBBB"
 
 
-def test_create_room_gives_up_after_bounded_draws(clock):
+def test_create_room_gives_up_after_bounded_draws(make_registry, clock):
     registry = make_registry(clock, codes=itertools.repeat("AAAA"), code_draws=5)
     registry.create_room("ada")
     with pytest.raises(NoFreeCode):
         registry.create_room("bob")
 
 
-def test_create_room_code_length_is_configurable(clock):
+def test_create_room_code_length_is_configurable(make_registry, clock):
     registry = make_registry(clock, code_length=6)
     assert len(registry.create_room("ada").code) == 6
 
@@ -143,7 +167,7 @@ def test_join_room_same_session_keeps_its_seat(registry):
     assert again.member_id == ada.member_id
 
 
-def test_join_room_full(clock):
+def test_join_room_full(make_registry, clock):
     registry = make_registry(clock, max_members=2)
     ada = registry.create_room("ada")
     registry.join_room(ada.code, "bob")
@@ -151,7 +175,7 @@ def test_join_room_full(clock):
         registry.join_room(ada.code, "cy")
 
 
-def test_concurrent_joins_for_one_name_seat_exactly_one(clock):
+def test_concurrent_joins_for_one_name_seat_exactly_one(make_registry, clock):
     registry = make_registry(clock)
     code = registry.create_room("ada").code
     won, lost = [], []
@@ -172,7 +196,7 @@ def test_concurrent_joins_for_one_name_seat_exactly_one(clock):
     assert len(won) == 1 and len(lost) == 15
 
 
-def test_concurrent_joins_for_the_last_seat_seat_exactly_one(clock):
+def test_concurrent_joins_for_the_last_seat_seat_exactly_one(make_registry, clock):
     registry = make_registry(clock, max_members=5)
     code = registry.create_room("ada").code
     for name in ["b", "c", "d"]:
@@ -302,7 +326,7 @@ def test_leave_before_connecting_makes_no_notice(registry):
     assert ended.notice is None
 
 
-def test_room_idle_ttl_deletes_empty_room(clock):
+def test_room_idle_ttl_deletes_empty_room(make_registry, clock):
     registry = make_registry(clock, idle_ttl=600)
     (ada,) = room_with(registry, "ada")
     token = registry.disconnect(ada.code, ada.member_id, f"{ada.member_id}-tab1")
@@ -319,7 +343,7 @@ def test_room_idle_ttl_deletes_empty_room(clock):
         registry.connect(ada.code, ada.member_id, "too-late")
 
 
-def test_room_of_a_creator_who_never_connects_expires(clock):
+def test_room_of_a_creator_who_never_connects_expires(make_registry, clock):
     registry = make_registry(clock, idle_ttl=600)
     ada = registry.create_room("ada")
     clock.advance(60 + 599)
@@ -328,9 +352,11 @@ def test_room_of_a_creator_who_never_connects_expires(clock):
     assert not registry.is_member(ada.code, ada.member_id)
 
 
-def test_purge_frees_expired_rooms(clock):
+def test_purge_frees_expired_rooms(make_registry, clock):
     registry = make_registry(clock, idle_ttl=10)
     registry.create_room("ada")
+    if isinstance(registry.store, RedisStore):
+        pytest.skip("Redis expires an idle room's keys by itself (PEXPIREAT)")
     clock.advance(71)
     assert registry.store.purge(clock()) == 1
 
@@ -410,7 +436,7 @@ def test_post_cid_deduplicates(registry):
     assert registry.post(bob.code, bob.member_id, {"text": "hi", "cid": "k3j9x"})[1] is not None
 
 
-def test_post_cid_forgotten_once_message_is_no_longer_retained(clock):
+def test_post_cid_forgotten_once_message_is_no_longer_retained(make_registry, clock):
     registry = make_registry(clock, history_limit=3, send_burst=100)
     (ada,) = room_with(registry, "ada")
     first_id, _ = registry.post(ada.code, ada.member_id, {"text": "hi", "cid": "c1"})
@@ -451,7 +477,7 @@ def test_post_requires_membership(registry):
     assert info.value.error == "not_joined"
 
 
-def test_concurrent_posts_get_contiguous_ids(clock):
+def test_concurrent_posts_get_contiguous_ids(make_registry, clock):
     registry = make_registry(clock, send_burst=10_000)
     seats = room_with(registry, "a", "b", "c", "d")
     ids = []
@@ -488,7 +514,7 @@ def fill(registry, seat, count):
 
 
 @pytest.fixture
-def busy(clock):
+def busy(make_registry, clock):
     """A room holding ids 1..60 with history retained from id 11."""
     registry = make_registry(clock, history_limit=50, send_burst=1000)
     (ada,) = room_with(registry, "ada")
@@ -503,7 +529,7 @@ def test_history_on_join_is_the_last_n(busy):
     assert welcome.latest_id == 60 and welcome.truncated is False
 
 
-def test_history_on_join_count_is_configurable(clock):
+def test_history_on_join_count_is_configurable(make_registry, clock):
     registry = make_registry(clock, history_on_join=3)
     (ada,) = room_with(registry, "ada")
     fill(registry, ada, 5)
@@ -561,3 +587,35 @@ def test_join_failure_limit_per_address(registry, clock):
     assert not registry.may_join("10.0.0.1")
     clock.advance(3)
     assert registry.may_join("10.0.0.1")
+
+
+# -- store operations for several processes ----------------------------------
+
+
+def test_messages_and_latest_id_for_gap_filling(make_registry, clock):
+    registry = make_registry(clock, history_limit=5, send_burst=100)
+    (ada,) = room_with(registry, "ada")
+    fill(registry, ada, 7)  # ids 1..8, retained 4..8
+    store = registry.store
+    assert store.latest_id(ada.code) == 8
+    assert [m.id for m in store.messages(ada.code, 5, 7)] == [6, 7]
+    assert [m.id for m in store.messages(ada.code, 0, 100)] == [4, 5, 6, 7, 8]
+    assert store.messages(ada.code, 8, 100) == [] and store.latest_id("ZZZZ") == 0
+
+
+def test_connection_leases_expire_unless_renewed(make_registry, clock):
+    registry = make_registry(clock, connection_lease=30)
+    ada, bob = room_with(registry, "ada", "bob")
+    store = registry.store
+    if isinstance(store, MemoryStore):
+        assert store.expired_connections(clock() + 10_000) == []
+        return
+    a_conn = (ada.code, ada.member_id, f"{ada.member_id}-tab1")
+    b_conn = (bob.code, bob.member_id, f"{bob.member_id}-tab1")
+    assert store.expired_connections(clock() + 29) == []
+    store.renew_leases([a_conn], clock() + 60)
+    assert store.expired_connections(clock() + 31) == [b_conn]
+    # the sweeper detaches a dead connection like any other disconnect
+    token = registry.disconnect(*b_conn)
+    assert store.expired_connections(clock() + 31) == []
+    assert registry.end_if_gone(bob.code, bob.member_id, token).members == ("ada",)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import events
-from conftest import received
+from socket_events import events
+from socket_events import received
 from socketio.exceptions import ConnectionRefusedError
 
 from chatapp.extensions import socketio

@@ -16,5 +16,7 @@ def make_store(url: str, limits: Limits) -> Store:
     if url == "memory":
         return MemoryStore(limits)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("the Redis store is not available in this version yet")
+        from chatapp.stores.redis import RedisStore
+
+        return RedisStore(url, limits)
     raise ValueError(f"unknown STORE {url!r}: use 'memory' or 'redis://host:port/db'")

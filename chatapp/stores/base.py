@@ -9,6 +9,7 @@ in, and turns the outcomes below into the protocol's answers.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
@@ -145,12 +146,15 @@ class Store(Protocol):
         history_on_join: int,
         ts: str,
         now: float,
+        lease_until: float | None = None,
     ) -> Connected:
         """Attach a connection, recording the join notice on a first one.
 
         A membership that ended other than by leaving is renewed under its
         name when that name is free and the room has a seat. The result's
-        history follows PROTOCOL.md's rules for ``last_id``.
+        history follows PROTOCOL.md's rules for ``last_id``. A store shared
+        by several processes holds the connection until ``lease_until``
+        unless its process renews the lease.
         """
 
     def disconnect(self, code: str, member_id: str, conn_id: str, now: float) -> int | None:
@@ -163,6 +167,21 @@ class Store(Protocol):
 
     def leave(self, code: str, member_id: str, ts: str, now: float) -> Ended | None:
         """End a membership for good; it can never be renewed."""
+
+    def renew_leases(self, connections: Iterable[tuple[str, str, str]], until: float) -> None:
+        """Extend the leases of this process's ``(code, member, conn)`` connections."""
+
+    def expired_connections(self, now: float, limit: int = 500) -> list[tuple[str, str, str]]:
+        """Return ``(code, member, conn)`` whose lease ran out: their process died."""
+
+    def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
+        """Return the retained messages with ``after_id < id <= upto_id``."""
+
+    def latest_id(self, code: str) -> int:
+        """Return the room's newest message id (0 when none)."""
+
+    def latest_ids(self, codes: list[str]) -> list[int]:
+        """Return the newest message id of each room (0 when none)."""
 
     def append(
         self,

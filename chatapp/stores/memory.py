@@ -12,6 +12,7 @@ import itertools
 import threading
 from collections import deque
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -124,6 +125,7 @@ class MemoryStore:
         history_on_join: int,
         ts: str,
         now: float,
+        lease_until: float | None = None,
     ) -> Connected:
         """Attach a connection, recording the join notice on a first one."""
         with self._lock:
@@ -191,7 +193,28 @@ class MemoryStore:
             notice = self._end(room, member, now, ts)
             return Ended(notice, self._present_names(room), tuple(member.conns))
 
+    def renew_leases(self, connections: Iterable[tuple[str, str, str]], until: float) -> None:
+        """Do nothing: connections live and die with this one process."""
+
+    def expired_connections(self, now: float, limit: int = 500) -> list[tuple[str, str, str]]:
+        """Return nothing: no other process can die holding connections here."""
+        return []
+
     # -- messages ----------------------------------------------------------
+
+    def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
+        """Return the retained messages with ``after_id < id <= upto_id``."""
+        with self._lock:
+            room = self._rooms.get(code)
+            if room is None:
+                return []
+            return [m for m in room.history if after_id < m.id <= upto_id]
+
+    def latest_id(self, code: str) -> int:
+        """Return the room's newest message id (0 when none)."""
+        with self._lock:
+            room = self._rooms.get(code)
+            return room.next_id - 1 if room is not None else 0
 
     def append(
         self,
@@ -224,6 +247,10 @@ class MemoryStore:
                 room.cids[member_id, cid] = message.id
                 room.cid_by_id[message.id] = (member_id, cid)
             return Appended(AppendOutcome.RECORDED, message=message, message_id=message.id)
+
+    def latest_ids(self, codes: list[str]) -> list[int]:
+        """Return the newest message id of each room (0 when none)."""
+        return [self.latest_id(code) for code in codes]
 
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""

@@ -1,0 +1,406 @@
+-- chatapp's Redis store: every operation of the Store interface as one
+-- atomic script (chatapp/stores/redis.py calls it; stores/memory.py is the
+-- same logic in Python, and tests/test_store_contract.py holds both to it).
+--
+-- KEYS[1]  the room's base key "<prefix>{CODE}" (or a bucket key)
+-- KEYS[2]  the lease index, a sorted set of "CODE|member|connection" by deadline
+-- ARGV[1]  operation name, ARGV[2] now (epoch seconds, the app's clock),
+-- ARGV[3]  limits as JSON, ARGV[4...] the operation's arguments.
+--
+-- A room is a hash (last message id, join sequence, idle-since) plus:
+--   :m  member id -> member JSON     :h  name key -> member id
+--   :f  ended (renewable) member id -> {n, k}, :fo their order
+--   :o  present members by join order (the `members` list)
+--   :l  history, JSON messages oldest first
+--   :c  "member|cid" -> message id,  :ci message id -> "member|cid"
+-- Member JSON: n name, k name keys, cb connect-by deadline, p present (0/1),
+-- cs connections {id: lease deadline}, e epoch (bumped when the last
+-- connection goes), st/sa send tokens and when, ty last relayed typing.
+
+local R = KEYS[1]
+local LEASES = KEYS[2]
+local OP = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local LIMITS = cjson.decode(ARGV[3])
+local M, H, F, FO, O, L, C, CI =
+  R .. ':m', R .. ':h', R .. ':f', R .. ':fo', R .. ':o', R .. ':l', R .. ':c', R .. ':ci'
+local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI}
+local CODE = string.match(R, '{(.*)}')
+
+-- helpers --------------------------------------------------------------------
+
+local function delete_room()
+  redis.call('DEL', unpack(ROOM_KEYS))
+end
+
+-- The room as it is now, or nil when it does not exist or has expired.
+local function live_room()
+  local idle = redis.call('HGET', R, 'idle')
+  if not idle then return nil end
+  if idle ~= '' and NOW >= tonumber(idle) + LIMITS.idle_ttl then
+    delete_room()
+    return nil
+  end
+  return idle
+end
+
+-- Redis deletes an idle room's keys by itself a while after it expires, a
+-- safety net under the lazy check above.
+local function set_idle(since)
+  redis.call('HSET', R, 'idle', since)
+  local at = math.floor((since + LIMITS.idle_ttl + 60) * 1000)
+  for _, key in ipairs(ROOM_KEYS) do redis.call('PEXPIREAT', key, at) end
+end
+
+local function set_busy()
+  redis.call('HSET', R, 'idle', '')
+  for _, key in ipairs(ROOM_KEYS) do redis.call('PERSIST', key) end
+end
+
+local function refresh_idle_expiry()
+  local idle = redis.call('HGET', R, 'idle')
+  if idle and idle ~= '' then set_idle(tonumber(idle)) end
+end
+
+local function get_member(id)
+  local raw = redis.call('HGET', M, id)
+  if raw then return cjson.decode(raw) end
+  return nil
+end
+
+local function put_member(id, member)
+  redis.call('HSET', M, id, cjson.encode(member))
+end
+
+local function has_conns(member)
+  return next(member.cs) ~= nil
+end
+
+local function seat(id, name, keys, connect_by)
+  put_member(id, {n = name, k = keys, cb = connect_by, p = 0, cs = {}, e = 0, st = -1, sa = 0, ty = 0})
+  for _, key in ipairs(keys) do redis.call('HSET', H, key, id) end
+end
+
+local function unseat(id, member)
+  redis.call('HDEL', M, id)
+  for _, key in ipairs(member.k) do
+    if redis.call('HGET', H, key) == id then redis.call('HDEL', H, key) end
+  end
+  redis.call('ZREM', O, id)
+  for conn in pairs(member.cs) do redis.call('ZREM', LEASES, CODE .. '|' .. id .. '|' .. conn) end
+end
+
+local function remember_former(id, member)
+  redis.call('HSET', F, id, cjson.encode({n = member.n, k = member.k}))
+  redis.call('ZADD', FO, redis.call('HINCRBY', R, 'fseq', 1), id)
+  local extra = redis.call('ZCARD', FO) - LIMITS.former_limit
+  if extra > 0 then
+    local oldest = redis.call('ZRANGE', FO, 0, extra - 1)
+    redis.call('ZREMRANGEBYRANK', FO, 0, extra - 1)
+    redis.call('HDEL', F, unpack(oldest))
+  end
+end
+
+local function forget_former(id)
+  redis.call('HDEL', F, id)
+  redis.call('ZREM', FO, id)
+end
+
+-- End memberships that never connected in time (no notice).
+local function drop_stale()
+  local all = redis.call('HGETALL', M)
+  for i = 1, #all, 2 do
+    local member = cjson.decode(all[i + 1])
+    if member.p == 0 and not has_conns(member) and member.cb < NOW then
+      unseat(all[i], member)
+      remember_former(all[i], member)
+    end
+  end
+end
+
+local function record(kind, name, text, ts, cid_key)
+  local id = redis.call('HINCRBY', R, 'last', 1)
+  local message = cjson.encode({id = id, kind = kind, name = name, text = text, ts = ts})
+  redis.call('RPUSH', L, message)
+  if cid_key then
+    redis.call('HSET', C, cid_key, id)
+    redis.call('HSET', CI, id, cid_key)
+  end
+  local extra = redis.call('LLEN', L) - LIMITS.history_limit
+  if extra > 0 then
+    local first = id - redis.call('LLEN', L) + 1
+    redis.call('LTRIM', L, extra, -1)
+    for old = first, first + extra - 1 do
+      local key = redis.call('HGET', CI, old)
+      if key then
+        redis.call('HDEL', C, key)
+        redis.call('HDEL', CI, old)
+      end
+    end
+  end
+  return message
+end
+
+local function present_names()
+  local ids = redis.call('ZRANGE', O, 0, -1)
+  local names = {}
+  for i, id in ipairs(ids) do names[i] = get_member(id).n end
+  return names
+end
+
+local function end_membership(id, member)
+  unseat(id, member)
+  local notice = false
+  if member.p == 1 then notice = record('leave', member.n, '', ARGV[4]) end
+  if redis.call('ZCARD', O) == 0 then
+    local since = NOW
+    local all = redis.call('HVALS', M)
+    for _, raw in ipairs(all) do
+      local pending = cjson.decode(raw)
+      if pending.cb > since then since = pending.cb end
+    end
+    set_idle(since)
+  end
+  return notice
+end
+
+local function history(last_id, count)
+  local last = tonumber(redis.call('HGET', R, 'last') or '0')
+  local size = redis.call('LLEN', L)
+  if last_id < 0 then
+    if count <= 0 then return {}, 0 end
+    return redis.call('LRANGE', L, -count, -1), 0
+  end
+  local oldest = last - size + 1
+  local truncated = 0
+  if last_id + 1 < oldest and last_id < last then truncated = 1 end
+  local start = last_id + 1 - oldest
+  if start < 0 then start = 0 end
+  if start >= size then return {}, truncated end
+  return redis.call('LRANGE', L, start, -1), truncated
+end
+
+local function reply(...)
+  return {...}
+end
+
+-- operations -----------------------------------------------------------------
+
+local ops = {}
+
+function ops.ping()
+  return 1
+end
+
+-- ARGV: member_id, name, keys JSON, connect_by
+function ops.create_room()
+  if live_room() then return 0 end
+  delete_room()
+  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '')
+  seat(ARGV[4], ARGV[5], cjson.decode(ARGV[6]), tonumber(ARGV[7]))
+  set_idle(tonumber(ARGV[7]))
+  return 1
+end
+
+function ops.room_exists()
+  if live_room() then return 1 end
+  return 0
+end
+
+-- ARGV: member_id, name, keys JSON, connect_by
+function ops.add_member()
+  local idle = live_room()
+  if not idle then return 'no_room' end
+  drop_stale()
+  local id, keys, connect_by = ARGV[4], cjson.decode(ARGV[6]), tonumber(ARGV[7])
+  if redis.call('HEXISTS', M, id) == 1 then return 'already' end
+  for _, key in ipairs(keys) do
+    if redis.call('HEXISTS', H, key) == 1 then return 'name_taken' end
+  end
+  if redis.call('HLEN', M) >= LIMITS.max_members then return 'full' end
+  forget_former(id)
+  seat(id, ARGV[5], keys, connect_by)
+  if idle ~= '' then
+    set_idle(math.max(tonumber(idle), connect_by))
+  end
+  return 'added'
+end
+
+-- ARGV: member_id
+function ops.has_membership()
+  if not live_room() then return 0 end
+  drop_stale()
+  refresh_idle_expiry()
+  if redis.call('HEXISTS', M, ARGV[4]) == 1 or redis.call('HEXISTS', F, ARGV[4]) == 1 then
+    return 1
+  end
+  return 0
+end
+
+-- ARGV: ts, member_id, conn_id, last_id (-1: none), history_on_join, lease_until
+function ops.connect()
+  if not live_room() then return reply('no_room') end
+  drop_stale()
+  local id, conn = ARGV[5], ARGV[6]
+  local member = get_member(id)
+  if not member then
+    local former = redis.call('HGET', F, id)
+    if not former then
+      refresh_idle_expiry()
+      return reply('not_member')
+    end
+    former = cjson.decode(former)
+    local free = redis.call('HLEN', M) < LIMITS.max_members
+    for _, key in ipairs(former.k) do
+      if redis.call('HEXISTS', H, key) == 1 then free = false end
+    end
+    if not free then
+      refresh_idle_expiry()
+      return reply('not_member')
+    end
+    forget_former(id)
+    seat(id, former.n, former.k, NOW)
+    member = get_member(id)
+  end
+  local lease_until = tonumber(ARGV[9])
+  member.cs[conn] = lease_until
+  redis.call('ZADD', LEASES, lease_until, CODE .. '|' .. id .. '|' .. conn)
+  local notice = false
+  if member.p == 0 then
+    member.p = 1
+    redis.call('ZADD', O, redis.call('HINCRBY', R, 'seq', 1), id)
+    set_busy()
+    notice = record('join', member.n, '', ARGV[4])
+  end
+  put_member(id, member)
+  local messages, truncated = history(tonumber(ARGV[7]), tonumber(ARGV[8]))
+  local last = redis.call('HGET', R, 'last')
+  return reply('connected', member.n, notice, last, truncated,
+    cjson.encode(present_names()), unpack(messages))
+end
+
+-- ARGV: member_id, conn_id
+function ops.disconnect()
+  local id, conn = ARGV[4], ARGV[5]
+  redis.call('ZREM', LEASES, CODE .. '|' .. id .. '|' .. conn)
+  local member = get_member(id)
+  if not member or not member.cs[conn] then return false end
+  member.cs[conn] = nil
+  if has_conns(member) then
+    put_member(id, member)
+    return false
+  end
+  member.e = member.e + 1
+  put_member(id, member)
+  return member.e
+end
+
+-- ARGV: ts, member_id, token
+function ops.end_if_gone()
+  local id = ARGV[5]
+  local member = get_member(id)
+  if not member or has_conns(member) or member.e ~= tonumber(ARGV[6]) then return false end
+  local notice = end_membership(id, member)
+  remember_former(id, member)
+  refresh_idle_expiry()
+  return reply(notice, cjson.encode(present_names()))
+end
+
+-- ARGV: ts, member_id
+function ops.leave()
+  if not live_room() then return false end
+  local id = ARGV[5]
+  forget_former(id)
+  local member = get_member(id)
+  if not member then return false end
+  local notice = end_membership(id, member)
+  local conns = {}
+  for conn in pairs(member.cs) do conns[#conns + 1] = conn end
+  return reply(notice, cjson.encode(present_names()), unpack(conns))
+end
+
+-- ARGV: ts, member_id, text, cid ('' for none), rate, burst
+function ops.append()
+  if not live_room() then return reply('not_member') end
+  local id, cid = ARGV[5], ARGV[7]
+  local member = get_member(id)
+  if not member or member.p == 0 then return reply('not_member') end
+  local cid_key = false
+  if cid ~= '' then
+    cid_key = id .. '|' .. cid
+    local first = redis.call('HGET', C, cid_key)
+    if first then return reply('duplicate', first) end
+  end
+  local rate, burst = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local tokens = member.st
+  if tokens < 0 then tokens = burst end
+  tokens = math.min(burst, tokens + (NOW - member.sa) * rate)
+  member.sa = NOW
+  if tokens < 1 then
+    member.st = tokens
+    put_member(id, member)
+    return reply('rate_limited', tostring((1 - tokens) / rate))
+  end
+  member.st = tokens - 1
+  put_member(id, member)
+  return reply('recorded', record('chat', member.n, ARGV[6], ARGV[4], cid_key))
+end
+
+-- ARGV: member_id, interval
+function ops.touch_typing()
+  local id = ARGV[4]
+  local member = get_member(id)
+  if not member or member.p == 0 or NOW - member.ty < tonumber(ARGV[5]) then return false end
+  member.ty = NOW
+  put_member(id, member)
+  return member.n
+end
+
+-- KEYS[1] is the bucket. ARGV: rate, burst, take (1 or 0)
+function ops.bucket()
+  local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local state = redis.call('HMGET', R, 'tokens', 'at')
+  local tokens = burst
+  if state[1] then
+    tokens = math.min(burst, tonumber(state[1]) + (NOW - tonumber(state[2])) * rate)
+  end
+  if ARGV[6] == '0' then return tostring(tokens) end
+  local wait = 0
+  if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
+  redis.call('HSET', R, 'tokens', tostring(tokens), 'at', tostring(NOW))
+  redis.call('PEXPIRE', R, math.ceil((burst - tokens) / rate * 1000) + 1000)
+  return tostring(wait)
+end
+
+-- ARGV: lease_until, then CODE|member|conn entries. Refresh this process's leases.
+function ops.renew()
+  local until_ = tonumber(ARGV[4])
+  for i = 5, #ARGV do
+    if redis.call('ZSCORE', LEASES, ARGV[i]) then
+      redis.call('ZADD', LEASES, 'XX', until_, ARGV[i])
+    end
+  end
+  return 1
+end
+
+-- ARGV: limit. Connections whose lease ran out (their process died).
+function ops.expired()
+  return redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[4]))
+end
+
+-- ARGV: after_id, upto_id. Retained messages in (after, upto].
+function ops.messages()
+  local last = tonumber(redis.call('HGET', R, 'last') or '0')
+  local size = redis.call('LLEN', L)
+  local oldest = last - size + 1
+  local from = math.max(tonumber(ARGV[4]) + 1, oldest) - oldest
+  local to = math.min(tonumber(ARGV[5]), last) - oldest
+  if to < from then return {} end
+  return redis.call('LRANGE', L, from, to)
+end
+
+function ops.latest_id()
+  return tonumber(redis.call('HGET', R, 'last') or '0')
+end
+
+return ops[OP]()

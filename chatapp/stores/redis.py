@@ -1,0 +1,243 @@
+"""RedisStore: rooms in a Redis server, shared by several processes and hosts.
+
+Each operation is one call of one Lua script (``redis.lua``), so every read
+then write is atomic across processes. The script keeps the same data
+shapes and rules as MemoryStore; the contract tests hold both to them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from importlib import resources
+from typing import Any
+
+import redis
+
+from chatapp.stores.base import AddOutcome
+from chatapp.stores.base import Appended
+from chatapp.stores.base import AppendOutcome
+from chatapp.stores.base import Connected
+from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import Ended
+from chatapp.stores.base import Limits
+from chatapp.stores.base import Message
+from chatapp.stores.base import NewMember
+from chatapp.stores.base import StoreUnavailable
+
+# A send must answer within 2 s when Redis is gone (PROTOCOL.md: unavailable).
+SOCKET_TIMEOUT_SECONDS = 1.0
+KEY_PREFIX = "chat:"
+
+
+def _message(raw: str | bytes) -> Message:
+    data = json.loads(raw)
+    return Message(int(data["id"]), data["kind"], data["name"], data["text"], data["ts"])
+
+
+def _names(raw: str | bytes) -> tuple[str, ...]:
+    names = json.loads(raw)
+    return tuple(names) if isinstance(names, list) else ()  # cjson writes [] as {}
+
+
+class RedisStore:
+    """Keep rooms, members, history and token buckets in Redis."""
+
+    def __init__(self, url: str, limits: Limits, *, prefix: str = KEY_PREFIX) -> None:
+        self.limits = limits
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            health_check_interval=10,
+            decode_responses=True,
+        )
+        source = resources.files("chatapp.stores").joinpath("redis.lua").read_text()
+        self._script = self.client.register_script(source)
+        self._limits_json = json.dumps(
+            {
+                "max_members": limits.max_members,
+                "history_limit": limits.history_limit,
+                "idle_ttl": limits.idle_ttl,
+                "former_limit": limits.former_limit,
+            }
+        )
+        self._leases = f"{prefix}leases"
+
+    def _run(self, op: str, key: str, now: float, *args: Any) -> Any:
+        try:
+            return self._script(
+                keys=[key, self._leases], args=[op, repr(now), self._limits_json, *args]
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def _room(self, code: str) -> str:
+        return f"{self.prefix}{{{code}}}"
+
+    # -- rooms -------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Return when Redis answers, else raise StoreUnavailable."""
+        try:
+            self.client.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def create_room(self, code: str, creator: NewMember, now: float) -> bool:
+        """Create room ``code`` with its creator pending; False if it exists."""
+        return bool(self._run("create_room", self._room(code), now, *_member_args(creator)))
+
+    def room_exists(self, code: str, now: float) -> bool:
+        """Tell whether room ``code`` exists (and has not expired)."""
+        return bool(self._run("room_exists", self._room(code), now))
+
+    def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
+        """Reserve ``member``'s name keys in the room, unless taken or full."""
+        return AddOutcome(self._run("add_member", self._room(code), now, *_member_args(member)))
+
+    def has_membership(self, code: str, member_id: str, now: float) -> bool:
+        """Tell whether the member holds or may renew a membership there."""
+        return bool(self._run("has_membership", self._room(code), now, member_id))
+
+    # -- connections -------------------------------------------------------
+
+    def connect(
+        self,
+        code: str,
+        member_id: str,
+        conn_id: str,
+        last_id: int | None,
+        history_on_join: int,
+        ts: str,
+        now: float,
+        lease_until: float | None = None,
+    ) -> Connected:
+        """Attach a connection, recording the join notice on a first one."""
+        reply = self._run(
+            "connect",
+            self._room(code),
+            now,
+            ts,
+            member_id,
+            conn_id,
+            -1 if last_id is None else last_id,
+            history_on_join,
+            repr(lease_until if lease_until is not None else now + 1e9),
+        )
+        outcome = ConnectOutcome(reply[0])
+        if outcome is not ConnectOutcome.CONNECTED:
+            return Connected(outcome)
+        name, notice, latest, truncated, members, *history = reply[1:]
+        return Connected(
+            outcome,
+            name=name,
+            notice=_message(notice) if notice else None,
+            members=_names(members),
+            history=tuple(_message(m) for m in history),
+            latest_id=int(latest),
+            truncated=bool(truncated),
+        )
+
+    def disconnect(self, code: str, member_id: str, conn_id: str, now: float) -> int | None:
+        """Detach a connection; when it was the member's last, return a token."""
+        token = self._run("disconnect", self._room(code), now, member_id, conn_id)
+        return None if token is None else int(token)
+
+    def end_if_gone(
+        self, code: str, member_id: str, token: int, ts: str, now: float
+    ) -> Ended | None:
+        """End a membership still without connections since ``token``."""
+        reply = self._run("end_if_gone", self._room(code), now, ts, member_id, token)
+        if reply is None:
+            return None
+        notice, members = reply
+        return Ended(_message(notice) if notice else None, _names(members))
+
+    def leave(self, code: str, member_id: str, ts: str, now: float) -> Ended | None:
+        """End a membership for good; it can never be renewed."""
+        reply = self._run("leave", self._room(code), now, ts, member_id)
+        if reply is None:
+            return None
+        notice, members, *connections = reply
+        return Ended(_message(notice) if notice else None, _names(members), tuple(connections))
+
+    def renew_leases(self, connections: Iterable[tuple[str, str, str]], until: float) -> None:
+        """Extend the leases of this process's live connections."""
+        entries = ["|".join(c) for c in connections]
+        for start in range(0, len(entries), 500):
+            self._run("renew", self._leases, until, repr(until), *entries[start : start + 500])
+
+    def expired_connections(self, now: float, limit: int = 500) -> list[tuple[str, str, str]]:
+        """Return connections whose lease ran out: their process is gone."""
+        entries = self._run("expired", self._leases, now, limit)
+        return [(code, member, conn) for code, member, conn in (e.split("|", 2) for e in entries)]
+
+    # -- messages ----------------------------------------------------------
+
+    def append(
+        self,
+        code: str,
+        member_id: str,
+        text: str,
+        cid: str | None,
+        ts: str,
+        rate: float,
+        burst: int,
+        now: float,
+    ) -> Appended:
+        """Record a chat line by a present member within its send budget."""
+        reply = self._run(
+            "append", self._room(code), now, ts, member_id, text, cid or "", rate, burst
+        )
+        outcome = AppendOutcome(reply[0])
+        if outcome is AppendOutcome.RECORDED:
+            message = _message(reply[1])
+            return Appended(outcome, message=message, message_id=message.id)
+        if outcome is AppendOutcome.DUPLICATE:
+            return Appended(outcome, message_id=int(reply[1]))
+        if outcome is AppendOutcome.RATE_LIMITED:
+            return Appended(outcome, retry_after=float(reply[1]))
+        return Appended(outcome)
+
+    def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
+        """Return the retained messages with ``after_id < id <= upto_id``."""
+        return [_message(m) for m in self._run("messages", self._room(code), 0, after_id, upto_id)]
+
+    def latest_id(self, code: str) -> int:
+        """Return the room's newest message id (0 when none)."""
+        return int(self._run("latest_id", self._room(code), 0))
+
+    def latest_ids(self, codes: list[str]) -> list[int]:
+        """Return the newest message id of each room (0 when none), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for code in codes:
+            pipe.hget(self._room(code), "last")
+        try:
+            return [int(last or 0) for last in pipe.execute()]
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
+        """Return the member's name when it may be relayed as typing now."""
+        name = self._run("touch_typing", self._room(code), now, member_id, interval)
+        return None if name is None else str(name)
+
+    # -- token buckets -----------------------------------------------------
+
+    def take_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Spend one token of bucket ``key``; return 0, or seconds to wait."""
+        return float(self._run("bucket", f"{self.prefix}bucket:{key}", now, rate, burst, 1))
+
+    def tokens(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Return how many tokens bucket ``key`` holds now."""
+        return float(self._run("bucket", f"{self.prefix}bucket:{key}", now, rate, burst, 0))
+
+    def purge(self, now: float) -> int:
+        """Do nothing: Redis expires idle rooms and buckets by itself."""
+        return 0
+
+
+def _member_args(member: NewMember) -> tuple[str, str, str, str]:
+    return (member.member_id, member.name, json.dumps(list(member.keys)), repr(member.connect_by))

@@ -1,0 +1,193 @@
+"""Several real app processes sharing one real Redis: order, presence, faults."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from liveserver import LiveServer
+from liveserver import Person
+from liveserver import wait_for
+from nginxproc import NginxProcess
+from redisproc import RedisProcess
+
+pytestmark = [pytest.mark.redis, pytest.mark.server]
+
+FAST = {"LEAVE_GRACE_SECONDS": 0.5, "SEND_RATE": 1000, "SEND_BURST": 1000}
+
+
+@pytest.fixture
+def redis_proc(tmp_path):
+    server = RedisProcess(tmp_path, persistent=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def servers(redis_proc, tmp_path):
+    """Two app processes on different ports sharing one Redis."""
+    started = []
+    for i in range(2):
+        settings = {**FAST, "STORE": redis_proc.url}
+        server = LiveServer(settings, tmp_path / f"app{i}").start()
+        started.append(server)
+    yield started
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def people():
+    made = []
+
+    def make(server):
+        person = Person(server.url)
+        made.append(person)
+        return person
+
+    yield make
+    for person in made:
+        person.close()
+
+
+def chat_ids(client):
+    return [line["id"] for line in client.lines()]
+
+
+def assert_contiguous(ids):
+    assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+
+
+def test_members_on_two_processes_chat_in_order(servers, people):
+    ada, bob = people(servers[0]), people(servers[1])
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    a = ada.socket({"room": code})
+    b = bob.socket({"room": code})
+    assert b.received("joined")[0]["members"] == ["ada", "bob"]
+    a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+    acks = []
+
+    def send_many(client, who):
+        for i in range(30):
+            acks.append(client.send_line(f"{who} {i}"))
+
+    threads = [threading.Thread(target=send_many, args=(c, w)) for c, w in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(ack["ok"] for ack in acks)
+    last = max(ack["id"] for ack in acks)
+    for client in (a, b):
+        client.wait_for(lambda c: c.last_id() >= last, timeout=10)
+        ids = chat_ids(client)
+        assert_contiguous(ids)
+        assert len(ids) == len(set(ids))
+        texts = [m["text"] for m in client.lines() if m["kind"] == "chat"]
+        for who in "ab":  # each sender's lines keep their order
+            mine = [t for t in texts if t.startswith(who + " ")]
+            assert mine == [f"{who} {i}" for i in range(30)]
+
+
+def test_tabs_on_two_processes_are_one_member(servers, people, redis_proc):
+    ada = people(servers[0])
+    code = ada.create_room("ada")
+    ada_elsewhere = Person(servers[1].url)
+    ada_elsewhere.http.cookies = ada.http.cookies  # the same browser, another process
+    watcher_person = people(servers[0])
+    watcher_person.join(code, "watcher")
+    watcher = watcher_person.socket({"room": code})
+    first = ada.socket({"room": code})
+    second = ada_elsewhere.socket({"room": code})
+    assert second.received("joined")[0]["members"] == ["watcher", "ada"]
+    joins = [m for m in watcher.lines() if m["kind"] == "join" and m["name"] == "ada"]
+    assert len(joins) == 1
+    first.close()
+    time.sleep(1.0)  # past the grace: the tab on the other process keeps ada here
+    assert not [m for m in watcher.lines() if m["kind"] == "leave"]
+    ada_elsewhere.close()
+
+
+def test_kill_9_and_restart_loses_nothing(servers, people):
+    ada, bob = people(servers[0]), people(servers[1])
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    a = ada.socket({"room": code})
+    b = bob.socket({"room": code})
+    for i in range(5):
+        assert a.send_line(f"before {i}")["ok"]
+    b.wait_for_line(lambda m: m["text"] == "before 4")
+    seen = b.last_id()
+    servers[1].kill()  # bob's process dies without a word
+    wait_for(lambda: b.disconnects, timeout=5)
+    sent = [a.send_line(f"while down {i}")["id"] for i in range(5)]
+    servers[1].start()
+    back = bob.socket({"room": code, "last_id": seen})
+    history = back.received("joined")[0]["history"]
+    assert [m["id"] for m in history if m["kind"] == "chat"] == sent
+    assert [m["id"] for m in history][0] == seen + 1
+    assert_contiguous([m["id"] for m in history])
+
+
+def test_dead_process_leaves_no_ghost_member(redis_proc, tmp_path, people):
+    # Short leases so the test sees the sweep; the README states the default bound.
+    settings = {**FAST, "STORE": redis_proc.url, "CONNECTION_LEASE_SECONDS": 2}
+    first = LiveServer(settings, tmp_path / "a").start()
+    second = LiveServer(settings, tmp_path / "b").start()
+    try:
+        ada, bob = people(first), people(second)
+        code = ada.create_room("ada")
+        bob.join(code, "bob")
+        a = ada.socket({"room": code})
+        bob.socket({"room": code})
+        a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+        second.kill()
+        leave = a.wait_for_line(lambda m: m["kind"] == "leave" and m["name"] == "bob", timeout=15)
+        assert leave is not None
+        assert a.wait_for(lambda c: c.received("members")[-1]["members"] == ["ada"]), a.received()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_redis_outage_and_recovery(servers, people, redis_proc):
+    ada, bob = people(servers[0]), people(servers[1])
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    a = ada.socket({"room": code})
+    b = bob.socket({"room": code})
+    assert a.send_line("before the outage")["ok"]
+    redis_proc.stop()
+    started = time.monotonic()
+    ack = a.send_line("during the outage", timeout=5)
+    assert ack == {"ok": False, "error": "unavailable"}
+    assert time.monotonic() - started < 2.5
+    assert wait_for(lambda: servers[0].health() == 503, timeout=5)
+    assert bob.refused({"room": code}) == {"message": "unavailable"}
+    redis_proc.start()  # with every acknowledged write in its append-only file
+    assert wait_for(lambda: servers[0].health() == 200, timeout=10)
+    ack = a.send_line("after the outage")
+    assert ack["ok"], (ack, servers[0].log_tail())
+    assert b.wait_for_line(lambda m: m["text"] == "after the outage", timeout=10)
+    texts = [m["text"] for m in b.lines() if m["kind"] == "chat"]
+    assert texts == ["before the outage", "after the outage"]
+    assert_contiguous(chat_ids(b))
+
+
+def test_two_processes_behind_nginx(servers, people, tmp_path):
+    proxy = NginxProcess(tmp_path / "nginx", [s.port for s in servers])
+    proxy.start()
+    try:
+        ada, bob = people(proxy), people(proxy)
+        code = ada.create_room("ada")
+        bob.join(code, "bob")
+        a = ada.socket({"room": code})
+        b = bob.socket({"room": code})
+        ack = a.send_line("through nginx")
+        assert ack["ok"]
+        assert b.wait_for_line(lambda m: m["text"] == "through nginx")
+    finally:
+        proxy.stop()
