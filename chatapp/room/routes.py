@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from flask import abort
 from flask import Blueprint
 from flask import redirect
 from flask import render_template
+from flask import Response
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
@@ -12,6 +14,7 @@ from chatapp import memberships
 from chatapp.extensions import get_broadcaster
 from chatapp.extensions import get_registry
 from chatapp.names import normalize_code
+from chatapp.qr import invite_qr_svg
 
 bp = Blueprint("room", __name__, url_prefix="/room")
 
@@ -32,6 +35,20 @@ def chat(code: str) -> ResponseReturnValue:
         invite_url=url_for("lobby.index", code=code, _external=True),
         leave_url=url_for("room.leave", code=code),
     )
+
+
+@bp.get("/<code>/qr.svg")
+def qr(code: str) -> ResponseReturnValue:
+    """Serve the invite link as a QR code (SVG) to the room's members only."""
+    code = normalize_code(code)
+    membership = memberships.find(code)
+    if membership is None or not get_registry().is_member(code, membership.member_id):
+        abort(404)
+    # The same absolute invite link as the page shows (see chat()).
+    url = url_for("lobby.index", code=code, _external=True)
+    response = Response(invite_qr_svg(url), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.post("/<code>/leave")

@@ -21,6 +21,9 @@
   const TYPING_SHOW_MS = 3000;
   const RETRY_UNAVAILABLE_MS = 2000;
   const BOTTOM_SLACK_PX = 40;
+  const GROUP_WINDOW_MS = 5 * 60 * 1000; // lines closer than this by one person form a group
+  const NOTIFY_KEY = "chatapp:notify-mentions";
+  const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
   const CID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
   // ---------------------------------------------------------------- elements
@@ -28,6 +31,7 @@
   const statusEl = $("status");
   const bannerEl = $("banner");
   const logEl = $("log");
+  const logList = $("log-list");
   const outboxEl = $("outbox");
   const newMessagesBtn = $("new-messages");
   const typingEl = $("typing");
@@ -41,6 +45,8 @@
   const copyFeedback = $("copy-feedback");
   const leaveForm = $("leave-form");
   const announcer = $("announcer");
+  const notifyBtn = $("notify");
+  const notifyFeedback = $("notify-feedback");
 
   // ---------------------------------------------------------------- state
   let myName = root.dataset.name || "";
@@ -56,6 +62,9 @@
   const typers = new Map(); // name -> timeout id
   const pendingEls = new Map(); // cid -> <li> in #outbox
   const awaitingEcho = new Map(); // message id -> <li> acknowledged, not yet in the log
+  let lastShown = null; // {kind, name, time, day} of the newest item in the log: grouping, day separators
+  let unread = 0; // chat lines from others that arrived while the tab was hidden
+  const baseTitle = document.title;
 
   // ---------------------------------------------------------------- helpers
   function el(tag, className, text) {
@@ -138,6 +147,11 @@
     clearTimeout(reconnectTimer);
     retryTimer = null;
     showBanner(text);
+    // Lines that never reached the room stay on screen, marked, so nothing is lost silently.
+    for (const li of pendingEls.values()) {
+      li.classList.add("pending--error");
+      li.querySelector(".pending-state").textContent = "Not sent: the room is no longer reachable";
+    }
     textarea.disabled = true;
     composer.querySelector("button[type=submit]").disabled = true;
     clearAllTypers();
@@ -161,7 +175,7 @@
     const follow = force || isAtBottom();
     const fragment = document.createDocumentFragment();
     nodes.forEach((node) => fragment.append(node));
-    logEl.append(fragment);
+    logList.append(fragment);
     if (follow) {
       scrollToBottom();
     } else {
@@ -180,15 +194,91 @@
     return time;
   }
 
-  function messageElement(msg) {
+  // Local calendar day of a date, as YYYY-MM-DD.
+  function dayKey(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  }
+
+  function dayLabel(date) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (dayKey(date) === dayKey(today)) return "Today";
+    if (dayKey(date) === dayKey(yesterday)) return "Yesterday";
+    const options = { weekday: "long", day: "numeric", month: "long" };
+    if (date.getFullYear() !== today.getFullYear()) options.year = "numeric";
+    return date.toLocaleDateString([], options);
+  }
+
+  function daySeparator(date) {
+    const li = el("li", "day-separator");
+    const time = el("time", "day-separator-text", dayLabel(date));
+    time.dateTime = dayKey(date);
+    li.append(time);
+    return li;
+  }
+
+  // Text with its http(s) URLs as links; everything else stays text.
+  function linkify(text) {
+    const fragment = document.createDocumentFragment();
+    let from = 0;
+    for (const match of text.matchAll(URL_RE)) {
+      let candidate = match[0];
+      // Punctuation that ends a sentence is not part of the link.
+      candidate = candidate.replace(/[.,!?;:'"]+$/, "");
+      while (candidate.endsWith(")") && !candidate.includes("(")) candidate = candidate.slice(0, -1);
+      let url = null;
+      try {
+        url = new URL(candidate);
+      } catch {
+        url = null;
+      }
+      if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
+      fragment.append(text.slice(from, match.index));
+      const link = el("a", "msg-link", candidate);
+      link.href = url.href;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+      fragment.append(link);
+      from = match.index + candidate.length;
+    }
+    fragment.append(text.slice(from));
+    return fragment;
+  }
+
+  // The log items for one message: a day separator when a new local day
+  // begins, then the message; a chat line that follows one by the same
+  // person shortly before joins its group and does not repeat the name.
+  function messageNodes(msg) {
+    const nodes = [];
+    const date = parseTs(msg.ts);
+    const day = date ? dayKey(date) : null;
+    if (day && (!lastShown || lastShown.day !== day)) nodes.push(daySeparator(date));
+    const continues =
+      msg.kind === "chat" &&
+      nodes.length === 0 &&
+      lastShown !== null &&
+      lastShown.kind === "chat" &&
+      lastShown.name === msg.name &&
+      date !== null &&
+      lastShown.time !== null &&
+      date.getTime() - lastShown.time < GROUP_WINDOW_MS;
+    nodes.push(messageElement(msg, continues));
+    lastShown = { kind: msg.kind, name: msg.name, time: date ? date.getTime() : null, day: day || (lastShown && lastShown.day) };
+    return nodes;
+  }
+
+  function messageElement(msg, continues = false) {
     const own = msg.name === myName;
     const li = el("li");
     li.dataset.id = String(msg.id);
     if (msg.kind === "chat") {
-      li.className = own ? "msg msg--chat msg--own" : "msg msg--chat";
-      const meta = el("p", "msg-meta");
+      li.className = `msg msg--chat${own ? " msg--own" : ""}${continues ? " msg--cont" : ""}`;
+      // In a group the name is said once on screen; screen readers still hear it.
+      const meta = el("p", continues ? "msg-meta visually-hidden" : "msg-meta");
       meta.append(el("span", "msg-name", msg.name), " ", timeElement(msg.ts));
-      const body = el("p", "msg-text", msg.text);
+      const body = el("p", "msg-text");
+      body.append(linkify(typeof msg.text === "string" ? msg.text : ""));
       li.append(meta, body);
     } else {
       const verb = msg.kind === "join" ? "joined" : msg.kind === "leave" ? "left" : msg.kind;
@@ -201,6 +291,7 @@
   function noticeElement(text) {
     const li = el("li", "msg msg--notice msg--gap");
     li.append(el("span", "msg-notice-text", text));
+    lastShown = lastShown && { ...lastShown, kind: "gap" };
     return li;
   }
 
@@ -310,11 +401,20 @@
     outboxEl.hidden = outboxEl.childElementCount === 0;
   }
 
+  const WAITING_TEXT = "not sent yet: waiting for the connection…";
+
   function pendingElement(item) {
     const li = el("li", "pending");
     li.dataset.cid = item.cid;
-    li.append(el("p", "pending-text", item.text), el("p", "pending-state", "sending…"));
+    const state = canSend ? "sending…" : WAITING_TEXT;
+    li.append(el("p", "pending-text", item.text), el("p", "pending-state", state));
     return li;
+  }
+
+  function markOutboxWaiting() {
+    for (const [cid, li] of pendingEls) {
+      if (!li.classList.contains("pending--error")) setPendingState(cid, WAITING_TEXT);
+    }
   }
 
   function renderPending(item) {
@@ -566,9 +666,111 @@
     ended = true;
   });
 
+  // ---------------------------------------------------------------- unread count and mentions
+  function renderTitle() {
+    document.title = unread > 0 ? `(${unread}) ${baseTitle}` : baseTitle;
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && unread > 0) {
+      unread = 0;
+      renderTitle();
+    }
+  });
+
+  function mentions(text, name) {
+    if (!name || typeof text !== "string") return false;
+    const haystack = text.toLocaleLowerCase();
+    const needle = `@${name.toLocaleLowerCase()}`;
+    let at = haystack.indexOf(needle);
+    while (at !== -1) {
+      const next = haystack.slice(at + needle.length, at + needle.length + 1);
+      if (!/[\p{L}\p{N}_]/u.test(next)) return true;
+      at = haystack.indexOf(needle, at + 1);
+    }
+    return false;
+  }
+
+  const canNotify = "Notification" in window;
+  let notifyOn = false;
+
+  function storedNotify() {
+    try {
+      return window.localStorage.getItem(NOTIFY_KEY) === "1";
+    } catch {
+      return false;
+    }
+  }
+
+  function setNotify(on, feedback = "") {
+    notifyOn = on;
+    notifyBtn.setAttribute("aria-pressed", on ? "true" : "false");
+    notifyFeedback.textContent = feedback;
+    try {
+      if (on) window.localStorage.setItem(NOTIFY_KEY, "1");
+      else window.localStorage.removeItem(NOTIFY_KEY);
+    } catch {
+      // Not kept across reloads; still on for this page.
+    }
+  }
+
+  if (canNotify) {
+    notifyBtn.hidden = false;
+    if (storedNotify() && window.Notification.permission === "granted") setNotify(true);
+    notifyBtn.addEventListener("click", async () => {
+      if (notifyOn) {
+        setNotify(false, "Mention notifications off");
+        return;
+      }
+      let permission = window.Notification.permission;
+      if (permission === "default") {
+        try {
+          permission = await window.Notification.requestPermission();
+        } catch {
+          permission = "denied";
+        }
+      }
+      if (permission === "granted") {
+        setNotify(true, "You will be notified when someone writes @" + myName);
+      } else {
+        setNotify(false, "Notifications are blocked for this site in your browser settings");
+      }
+    });
+  }
+
+  function notifyMention(msg) {
+    if (!notifyOn || window.Notification.permission !== "granted") return;
+    try {
+      const note = new window.Notification(`${msg.name} mentioned you in room ${ROOM}`, {
+        body: msg.text.length > 200 ? `${msg.text.slice(0, 200)}…` : msg.text,
+        tag: `chatapp-${ROOM}-${msg.id}`,
+      });
+      note.onclick = () => {
+        window.focus();
+        textarea.focus();
+        note.close();
+      };
+    } catch {
+      // Some mobile browsers only notify from a service worker.
+    }
+  }
+
+  // A message arrived live (or in a catch-up): count it and notify on a mention.
+  function noteArrival(msg) {
+    if (msg.kind !== "chat" || msg.name === myName) return;
+    const away = document.hidden || !document.hasFocus();
+    if (document.hidden) {
+      unread += 1;
+      renderTitle();
+    }
+    if (away && mentions(msg.text, myName)) notifyMention(msg);
+  }
+
   // ---------------------------------------------------------------- socket
   setStatus("connecting");
   outbox.forEach(renderPending);
+  // Entering the room: straight to the composer.
+  textarea.focus({ preventScroll: true });
 
   const socket = window.io(NAMESPACE, {
     transports: ["websocket", "polling"],
@@ -597,9 +799,10 @@
     const shown = [];
     for (const msg of history) {
       if (!isMessage(msg) || (newest !== null && msg.id <= newest)) continue;
-      nodes.push(messageElement(msg));
+      nodes.push(...messageNodes(msg));
       shown.push(msg.id);
       newest = msg.id;
+      if (!firstJoin) noteArrival(msg); // caught up after a drop: these are new to the reader
     }
     if (newest === null) {
       newest = Number.isInteger(payload.latest_id) && payload.latest_id >= 0 ? payload.latest_id : 0;
@@ -629,8 +832,9 @@
     }
     if (msg.kind === "chat") clearTyper(msg.name);
     lastId = msg.id;
-    appendToLog([messageElement(msg)]);
+    appendToLog(messageNodes(msg));
     settleEcho(msg.id);
+    noteArrival(msg);
   });
 
   socket.on("members", (payload) => {
@@ -651,6 +855,7 @@
     clearAllTypers();
     if (ended) return;
     setStatus("reconnecting");
+    markOutboxWaiting();
     if (reason === "io server disconnect") {
       // The server dropped us (restart, or we left from another tab): try
       // again; a refusal then says why.
