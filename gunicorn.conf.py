@@ -1,0 +1,42 @@
+"""gunicorn settings for chatapp: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+One gevent-websocket worker: Socket.IO sessions live in one process, and the
+worker patches gevent in before it loads ``wsgi:app`` (so never ``--preload``).
+The address comes from ``CHATAPP_HOST`` (default 127.0.0.1; the Docker image
+sets 0.0.0.0) and ``CHATAPP_PORT``, else ``PORT``, else 5000.
+"""
+
+import os
+
+host = os.environ.get("CHATAPP_HOST") or "127.0.0.1"
+port = os.environ.get("CHATAPP_PORT") or os.environ.get("PORT") or "5000"
+bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+
+# WebSocket upgrades need gevent-websocket's handler; plain ``gevent`` fails
+# every upgrade while gevent-websocket is installed.
+worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+workers = 1
+# Each socket holds a connection for its lifetime; the default 1000 stalls
+# joins past about a thousand open sockets.
+worker_connections = 10000
+backlog = 1024
+
+# The worker must check in with the arbiter within ``timeout`` seconds (gevent
+# workers do so from their own greenlet, so long-lived sockets are fine).
+timeout = 30
+# On SIGTERM: stop accepting, give open requests (and sockets) this long, then
+# close them; well inside the 10 s that ``docker stop`` waits before SIGKILL.
+graceful_timeout = 5
+keepalive = 5
+
+# gunicorn >= 25.1 opens a control socket under $HOME by default; the image's
+# user has no use for it (older versions ignore this setting).
+control_socket_disable = True
+
+# The path without its query string (Engine.IO sids), no cookies, no referrer.
+# Note: gevent-websocket's handler replaces gunicorn's request logging, so this
+# worker writes no access log at all; the format guards any other worker class.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+accesslog = None
+errorlog = "-"
+loglevel = "info"
