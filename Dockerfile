@@ -81,6 +81,6 @@ EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; e = os.environ.get; h = e('CHATAPP_HOST') or '127.0.0.1'; h = '127.0.0.1' if h in ('0.0.0.0', '::') else h; h = '[%s]' % h if ':' in h else h; urllib.request.urlopen('http://%s:%s/healthz' % (h, e('CHATAPP_PORT') or e('PORT') or 5000), timeout=4)"]
 
-# gunicorn.conf.py: one GeventWebSocketWorker (-w 1, never --preload), no
+# gunicorn.conf.py: one gevent-websocket worker (-w 1, never --preload), no
 # control socket, bound to $CHATAPP_HOST:$CHATAPP_PORT (or $PORT, or 5000).
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]

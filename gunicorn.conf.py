@@ -12,9 +12,10 @@ host = os.environ.get("CHATAPP_HOST") or "127.0.0.1"
 port = os.environ.get("CHATAPP_PORT") or os.environ.get("PORT") or "5000"
 bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
 
-# WebSocket upgrades need gevent-websocket's handler; plain ``gevent`` fails
-# every upgrade while gevent-websocket is installed.
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+# WebSocket upgrades need gevent-websocket's handler (plain ``gevent`` fails
+# every upgrade while gevent-websocket is installed); chatapp's subclass of
+# its worker bounds frames to MAX_FRAME_BYTES before reading them.
+worker_class = "chatapp.websocket.ChatWorker"
 workers = 1
 # Each socket holds a connection for its lifetime; the default 1000 stalls
 # joins past about a thousand open sockets.
@@ -34,8 +35,8 @@ keepalive = 5
 control_socket_disable = True
 
 # The path without its query string (Engine.IO sids), no cookies, no referrer.
-# Note: gevent-websocket's handler replaces gunicorn's request logging, so this
-# worker writes no access log at all; the format guards any other worker class.
+# Note: the worker's handler writes no access log at all (URLs carry room codes
+# and Engine.IO sids); the format guards any other worker class.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 accesslog = None
 errorlog = "-"

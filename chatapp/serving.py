@@ -8,7 +8,8 @@ import socket
 import gevent
 from flask import Flask
 from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
+
+from chatapp.websocket import ChatWebSocketHandler
 
 LISTEN_BACKLOG = 1024
 STOP_TIMEOUT_SECONDS = 5
@@ -35,8 +36,8 @@ def make_server(app: Flask, host: str, port: int) -> WSGIServer:
     return WSGIServer(
         make_listener(host, port),
         app,
-        handler_class=WebSocketHandler,
-        log=None,  # access logs would carry query strings (Engine.IO sids)
+        handler_class=ChatWebSocketHandler,
+        log=None,  # access logs would carry room codes and Engine.IO sids
     )
 
 

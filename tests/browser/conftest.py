@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from liveserver import LiveServer
+from liveserver import REPO_ROOT
 from playwright.sync_api import Browser
 from playwright.sync_api import BrowserContext
 from playwright.sync_api import expect
 from playwright.sync_api import Page
 from playwright.sync_api import Playwright
 from playwright.sync_api import sync_playwright
-
-from liveserver import LiveServer
-from liveserver import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from liveserver import LiveServer
 from playwright.sync_api import expect
 
 from tests.browser.conftest import chat_texts
@@ -20,7 +21,6 @@ from tests.browser.conftest import log
 from tests.browser.conftest import send
 from tests.browser.conftest import start_live_server
 from tests.browser.conftest import wait_connected
-from liveserver import LiveServer
 
 pytestmark = pytest.mark.browser
 
