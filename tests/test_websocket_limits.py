@@ -66,7 +66,7 @@ def test_limit_counts_utf8_bytes_not_characters(server):
         ws.send(f'42/chat,2["send",{{"text":"{big}"}}]')
         assert ack_or_close(ws) is None
     finally:
-        ws.close()
+        ws.shutdown()  # close() leaves the socket open once the server hung up
     history = ada.socket({"room": code}).received("joined")[0]["history"]
     assert [m["text"] for m in history if m["kind"] == "chat"] == [small]
     ada.close()
@@ -83,6 +83,6 @@ def test_huge_frame_closes_before_it_is_read(server):
         ws.sock.sendall(header + b"\x00\x00\x00\x00" + b"x" * 1000)
         assert ack_or_close(ws) is None
     finally:
-        ws.close()
+        ws.shutdown()  # close() leaves the socket open once the server hung up
     assert server.health() == 200
     ada.close()
