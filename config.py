@@ -51,6 +51,16 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024
     MAX_FORM_PARTS = 20
 
+    # Prometheus metrics at /metrics: off unless enabled; then loopback only,
+    # or anyone with "Authorization: Bearer <METRICS_TOKEN>" when it is set.
+    METRICS_ENABLED = False
+    METRICS_TOKEN = None
+
+    # Flask-WTF would refuse HTTPS form posts without a same-origin Referer;
+    # the token (tied to the session) and SameSite=Lax already stop CSRF, and
+    # bots and privacy tools often send no Referer.
+    WTF_CSRF_SSL_STRICT = False
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False  # set CHATAPP_SESSION_COOKIE_SECURE=true behind HTTPS

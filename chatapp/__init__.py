@@ -99,6 +99,8 @@ def _register_socketio(app: Flask) -> None:
     from chatapp.delivery import OrderedRedisManager
     from chatapp.delivery import RoomSequencer
     from chatapp.extensions import socketio
+    from chatapp.metrics import Metrics
+    from chatapp.metrics import register_metrics
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
 
@@ -126,7 +128,11 @@ def _register_socketio(app: Flask) -> None:
     )
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
     app.extensions["chat_broadcaster"] = broadcaster
-    socketio.on_namespace(ChatNamespace(CHAT_NAMESPACE, broadcaster))
+    metrics = Metrics()
+    register_metrics(app, metrics)
+    namespace = ChatNamespace(CHAT_NAMESPACE, broadcaster, metrics)
+    app.extensions["chat_namespace"] = namespace
+    socketio.on_namespace(namespace)
 
 
 def _is_shared(store_url: str) -> bool:

@@ -41,12 +41,26 @@ def make_server(app: Flask, host: str, port: int) -> WSGIServer:
     )
 
 
+def close_sockets(app: Flask) -> None:
+    """Tell every local socket to reconnect elsewhere; refuse new ones."""
+    namespace = app.extensions.get("chat_namespace")
+    if namespace is not None:
+        namespace.close_all()
+
+
 def serve(app: Flask, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT, then stop accepting and close."""
+    """Serve until SIGTERM or SIGINT, then stop gracefully.
+
+    Stop accepting, tell the sockets to go (they reconnect and catch up by
+    ``last_id``), let requests in flight finish, then exit. A send is
+    acknowledged only once recorded, so no acknowledged line is lost.
+    """
     server = make_server(app, host, port)
 
     def stop() -> None:
-        app.logger.info("stopping")
+        app.logger.info("stopping: closing sockets, then the server")
+        server.close()  # stop accepting first
+        close_sockets(app)
         server.stop(timeout=STOP_TIMEOUT_SECONDS)
 
     gevent.signal_handler(signal.SIGTERM, stop)

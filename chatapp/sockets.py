@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
+from typing import NoReturn
 
 from flask import current_app
 from flask import Flask
@@ -18,6 +20,8 @@ from chatapp.broadcast import Broadcaster
 from chatapp.extensions import get_registry
 from chatapp.extensions import socketio
 from chatapp.housekeeping import Housekeeper
+from chatapp.logs import log_event
+from chatapp.metrics import Metrics
 from chatapp.names import normalize_code
 from chatapp.rooms import NotJoined
 from chatapp.rooms import RoomNotFound
@@ -27,8 +31,13 @@ from chatapp.rooms import StoreUnavailable
 CHAT_NAMESPACE = "/chat"
 CLIENT_EVENTS = frozenset({"send", "typing"})
 RESERVED_EVENTS = frozenset({"connect", "disconnect"})
-UNAVAILABLE = {"ok": False, "error": "unavailable"}
 GRACE_RETRIES = 30  # a membership ends once the store is back, within ~8 minutes
+
+
+def refuse(reason: str, code: str | None = None) -> NoReturn:
+    """Log and refuse a connection with the protocol's reason."""
+    log_event("connect_refused", reason=reason, room=code)
+    raise ConnectionRefusedError(reason)
 
 
 def current_sid() -> str:
@@ -39,12 +48,19 @@ def current_sid() -> str:
 class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyped
     """Connect members to their rooms and relay their lines."""
 
-    def __init__(self, namespace: str, broadcaster: Broadcaster) -> None:
+    def __init__(self, namespace: str, broadcaster: Broadcaster, metrics: Metrics) -> None:
         super().__init__(namespace)
         self.broadcaster = broadcaster
+        self.metrics = metrics
         self._connections: dict[str, tuple[str, str]] = {}  # sid -> (code, member id)
         self._sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self._housekeeper: Housekeeper | None = None
+        self.closing = False
+        metrics.track_presence(
+            connections=lambda: len(self._connections),
+            rooms=lambda: len({code for code, _ in self._sids}),
+            members=lambda: len(self._sids),
+        )
 
     def trigger_event(self, event: str, *args: Any) -> Any:
         """Dispatch only the protocol's events; ignore everything else.
@@ -66,28 +82,31 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         own_origin = request.host_url.rstrip("/")
         allowed = current_app.config["ALLOWED_ORIGINS"]
         if not origin_allowed(request.headers.get("Origin"), own_origin, allowed):
-            raise ConnectionRefusedError("origin")
+            refuse("origin")
         auth = auth if isinstance(auth, dict) else {}
         room = auth.get("room")
         if isinstance(room, str):
             membership = memberships.find(normalize_code(room), session)
         else:
             membership = memberships.newest(session)
+        if self.closing:
+            refuse("unavailable")  # shutting down: the client reconnects elsewhere
         if membership is None:
-            raise ConnectionRefusedError("not_joined")
+            refuse("not_joined")
         code, member_id, sid = membership.code, membership.member_id, current_sid()
         with self.broadcaster.lock(code):
             try:
                 welcome = get_registry().connect(code, member_id, sid, auth.get("last_id"))
             except RoomNotFound:
-                raise ConnectionRefusedError("room_not_found") from None
+                refuse("room_not_found", code)
             except NotJoined:
-                raise ConnectionRefusedError("not_joined") from None
+                refuse("not_joined", code)
             except StoreUnavailable:
-                raise ConnectionRefusedError("unavailable") from None
+                refuse("unavailable", code)
             self._connections[sid] = (code, member_id)
             self._sids[code, member_id].add(sid)
             if welcome.notice is not None:
+                log_event("join", room=code, members=len(welcome.members))
                 self.broadcaster.message(code, welcome.notice)
                 self.broadcaster.members(code, welcome.members)
             self.broadcaster.admit(code, sid, welcome.joined_payload(), welcome.latest_id)
@@ -110,9 +129,10 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
 
     def on_send(self, *args: Any) -> dict[str, Any]:
         """Record a chat line, deliver it, and acknowledge it."""
+        started = time.perf_counter()
         connection = self._connections.get(current_sid())
         if connection is None:
-            return SendRefused("not_joined").ack()
+            return self._refused("not_joined", None)
         code, member_id = connection
         with self.broadcaster.lock(code):
             try:
@@ -120,12 +140,21 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
                     code, member_id, args[0] if len(args) == 1 else None
                 )
             except SendRefused as refusal:
-                return refusal.ack()
+                return self._refused(refusal.error, code, refusal.ack())
             except StoreUnavailable:
-                return UNAVAILABLE
+                return self._refused("unavailable", code)
             if message is not None:
                 self.broadcaster.message(code, message)
+        self.metrics.accepted.inc()
+        self.metrics.delivery.observe(time.perf_counter() - started)
         return {"ok": True, "id": message_id}
+
+    def _refused(
+        self, error: str, code: str | None, ack: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        log_event("send_refused", room=code, reason=error)
+        self.metrics.rejected.labels(error).inc()
+        return ack or {"ok": False, "error": error}
 
     def on_typing(self, *args: Any) -> None:
         """Relay that a member is typing, at most once per interval."""
@@ -139,6 +168,17 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             return
         if name is not None:
             self.broadcaster.typing(code, name, skip=self._sids.get((code, member_id), ()))
+
+    def close_all(self) -> None:
+        """Refuse new connections and tell every local one to go.
+
+        Clients see a server disconnect, reconnect (to another process
+        behind the load balancer, or to this one once restarted) and catch
+        up by ``last_id``; every acknowledged line is already in the store.
+        """
+        self.closing = True
+        for sid in list(self._connections):
+            socketio.server.disconnect(sid, namespace=self.namespace)
 
     def local_connections(self) -> list[tuple[str, str, str]]:
         """Return this process's connections as ``(code, member id, sid)``."""
@@ -165,6 +205,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
                     ended = None
                 else:
                     if ended is not None:
+                        log_event("leave", room=code, members=len(ended.members))
                         self.broadcaster.departure(code, ended)
                     return
             app.logger.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -191,3 +192,42 @@ def test_two_processes_behind_nginx(servers, people, tmp_path):
         assert b.wait_for_line(lambda m: m["text"] == "through nginx")
     finally:
         proxy.stop()
+
+
+def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, people):
+    ada, bob = people(servers[0]), people(servers[1])
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    a = ada.socket({"room": code})
+    b = bob.socket({"room": code})
+    acked = []
+    stop = threading.Event()
+
+    def keep_sending():
+        i = 0
+        while not stop.is_set() and i < 200:
+            ack = a.send_line(f"line {i}")
+            if ack["ok"]:
+                acked.append(ack["id"])
+            i += 1
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=keep_sending)
+    sender.start()
+    time.sleep(0.3)
+    servers[1].process.send_signal(signal.SIGTERM)  # bob's process shuts down
+    wait_for(lambda: b.disconnects, timeout=5)
+    seen = b.last_id()
+    elsewhere = Person(servers[0].url)
+    elsewhere.http.cookies = bob.http.cookies  # the same browser, reconnecting
+    back = elsewhere.socket({"room": code, "last_id": seen})
+    time.sleep(0.3)
+    stop.set()
+    sender.join()
+    back.wait_for(lambda c: c.last_id() >= acked[-1], timeout=10)
+    ids = chat_ids(b) + chat_ids(back)
+    assert_contiguous(ids)
+    assert set(acked) <= set(ids)
+    leaves = [m for m in b.lines() + back.lines() if m["kind"] == "leave"]
+    assert leaves == []  # back within the grace: no leave notice
+    elsewhere.close()

@@ -14,6 +14,7 @@ from chatapp.addresses import address_key
 from chatapp.extensions import get_registry
 from chatapp.lobby.forms import chosen_action
 from chatapp.lobby.forms import LobbyForm
+from chatapp.logs import log_event
 from chatapp.names import normalize_code
 from chatapp.rooms import NameTaken
 from chatapp.rooms import NoFreeCode
@@ -70,6 +71,7 @@ def enter() -> ResponseReturnValue:
     except StoreUnavailable:
         return render_lobby(form, 503, UNAVAILABLE)
     memberships.remember(membership)
+    log_event("seat", room=membership.code, action=action)
     return redirect(url_for("room.chat", code=membership.code), 303)
 
 
@@ -80,6 +82,12 @@ def render_lobby(
     field_error: Exception | None = None,
 ) -> ResponseReturnValue:
     """Render the lobby again with an error next to the right field."""
+    if field_error is not None:
+        reason = type(field_error).__name__
+    else:
+        reason = {429: "rate_limited", 503: "unavailable"}.get(status, "invalid_form")
+    fields = [field.name for field in (form.name, form.code) if field.errors]
+    log_event("lobby_refused", status=status, action=form.action, reason=reason, fields=fields)
     if form_error is not None:
         form.form_errors.append(form_error)
     if isinstance(field_error, RoomNotFound):

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from chatapp import memberships
 from chatapp.extensions import get_broadcaster
 from chatapp.extensions import get_registry
+from chatapp.logs import log_event
 from chatapp.names import normalize_code
 from chatapp.qr import invite_qr_svg
 
@@ -61,6 +62,7 @@ def leave(code: str) -> ResponseReturnValue:
         with broadcaster.lock(code):
             ended = get_registry().leave(code, membership.member_id)
             if ended is not None:
+                log_event("leave", room=code, members=len(ended.members), by="button")
                 broadcaster.departure(code, ended)
         memberships.forget(code)
     return redirect(url_for("lobby.index"), 303)
