@@ -15,7 +15,7 @@ bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
 # WebSocket upgrades need gevent-websocket's handler (plain ``gevent`` fails
 # every upgrade while gevent-websocket is installed); chatapp's subclass of
 # its worker bounds frames to MAX_FRAME_BYTES before reading them.
-worker_class = "chatapp.websocket.ChatWorker"
+worker_class = "chatapp.worker.ChatWorker"
 workers = 1
 # Each socket holds a connection for its lifetime; the default 1000 stalls
 # joins past about a thousand open sockets.

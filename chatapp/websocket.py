@@ -18,10 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import gevent
 from geventwebsocket.exceptions import ProtocolError
 from geventwebsocket.exceptions import WebSocketError
-from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header
 from geventwebsocket.websocket import WebSocket
@@ -78,25 +76,3 @@ class ChatWebSocketHandler(WebSocketHandler):  # type: ignore[misc]
 
     def log_request(self) -> None:
         """Write no access line: URLs carry room codes and Engine.IO sids."""
-
-
-class ChatWorker(GeventWebSocketWorker):  # type: ignore[misc]
-    """gunicorn's gevent-websocket worker with the bounded handler.
-
-    On SIGTERM it first tells every socket to go, as ``python -m chatapp``
-    does, so that clients reconnect at once instead of when gunicorn drops
-    them at the end of ``graceful_timeout``.
-    """
-
-    wsgi_handler = ChatWebSocketHandler
-
-    def handle_quit(self, sig: int, frame: Any) -> None:
-        """Close the sockets politely, then quit as gunicorn does."""
-        # Imported here: gunicorn's master imports this module before its
-        # workers patch gevent in, and chatapp.serving imports Flask.
-        from chatapp.serving import close_sockets
-
-        app = getattr(self, "wsgi", None)
-        if hasattr(app, "extensions"):
-            gevent.spawn(close_sockets, app)
-        super().handle_quit(sig, frame)
