@@ -35,6 +35,7 @@ def create_app(
     from chatapp import room
     from chatapp.errors import register_error_handlers
     from chatapp.extensions import csrf
+    from chatapp.security import register_request_limits
     from chatapp.security import register_security_headers
 
     app = Flask(
@@ -59,6 +60,7 @@ def create_app(
     _register_health(app)
     register_error_handlers(app)
     register_security_headers(app)
+    register_request_limits(app)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
@@ -99,18 +101,22 @@ def _register_socketio(app: Flask) -> None:
     from chatapp.delivery import OrderedRedisManager
     from chatapp.delivery import RoomSequencer
     from chatapp.extensions import socketio
+    from chatapp.fastpath import FastEmitManager
     from chatapp.metrics import Metrics
     from chatapp.metrics import register_metrics
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
 
     cfg = app.config
-    queue: dict[str, Any] = {}
     sequencer = None
+    manager: Any
     if _is_shared(cfg["STORE"]):
         # Broadcasts between processes go through the same Redis.
         sequencer = RoomSequencer(app.extensions["room_registry"].store, CHAT_NAMESPACE)
-        queue["client_manager"] = OrderedRedisManager(cfg["STORE"], sequencer, CHAT_NAMESPACE)
+        manager = OrderedRedisManager(cfg["STORE"], sequencer, CHAT_NAMESPACE)
+    else:
+        # Encodes each broadcast once and writes it to every WebSocket directly.
+        manager = FastEmitManager()
     socketio.init_app(
         app,
         async_mode=cfg["SOCKETIO_ASYNC_MODE"],
@@ -124,7 +130,7 @@ def _register_socketio(app: Flask) -> None:
         # One connection's events run in order, in its own reader; a sender's
         # lines keep their order and no greenlet is spawned per event.
         async_handlers=False,
-        **queue,
+        client_manager=manager,
     )
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
     app.extensions["chat_broadcaster"] = broadcaster
@@ -150,6 +156,7 @@ def _make_registry(app: Flask) -> RoomRegistry:
         max_members=cfg["ROOM_MAX_MEMBERS"],
         history_limit=cfg["ROOM_HISTORY_LIMIT"],
         idle_ttl=cfg["ROOM_IDLE_TTL"],
+        leave_grace=cfg["LEAVE_GRACE_SECONDS"],
     )
     settings = Settings(
         code_length=cfg["ROOM_CODE_LENGTH"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import abort
 from flask import Flask
 from flask import request
 from flask import Response
@@ -19,6 +20,21 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+def register_request_limits(app: Flask) -> None:
+    """Refuse form posts with more than ``MAX_FORM_PARTS`` fields (413).
+
+    Werkzeug counts parts of multipart bodies only; an urlencoded body of
+    16 KiB can hold thousands of empty fields.
+    """
+
+    @app.before_request
+    def limit_form_parts() -> None:
+        if request.mimetype == "application/x-www-form-urlencoded":
+            parts = sum(len(values) for values in request.form.listvalues())
+            if parts > app.config["MAX_FORM_PARTS"]:
+                abort(413)
 
 
 def register_security_headers(app: Flask) -> None:

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from flask import current_app
 from flask import Flask
+from flask import g
 from flask import request
 from flask import session
 from flask_socketio import ConnectionRefusedError
@@ -27,6 +28,8 @@ from chatapp.rooms import NotJoined
 from chatapp.rooms import RoomNotFound
 from chatapp.rooms import SendRefused
 from chatapp.rooms import StoreUnavailable
+from chatapp.stores.base import ANY_EPOCH
+from chatapp.stores.base import GONE
 
 CHAT_NAMESPACE = "/chat"
 CLIENT_EVENTS = frozenset({"send", "typing"})
@@ -42,7 +45,18 @@ def refuse(reason: str, code: str | None = None) -> NoReturn:
 
 def current_sid() -> str:
     """Return the id of the connection whose event is being handled."""
-    return str(request.sid)  # type: ignore[attr-defined]  # set by Flask-SocketIO
+    sid = g.get("chat_sid")  # set by ChatNamespace._trigger_in_app_context
+    if sid is None:
+        sid = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
+    return str(sid)
+
+
+def current_addr() -> str | None:
+    """Return the client address of the connection whose event is being handled."""
+    if "chat_sid" in g:
+        addr: str | None = g.chat_addr
+        return addr
+    return request.remote_addr
 
 
 class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyped
@@ -75,7 +89,26 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
                 return self.server.not_handled
         elif event not in CLIENT_EVENTS:
             return self.server.not_handled
+        else:
+            return self._trigger_in_app_context(event, *args)
         return super().trigger_event(event, *args)
+
+    def _trigger_in_app_context(self, event: str, sid: str, *args: Any) -> Any:
+        """Run ``on_send``/``on_typing`` in an app context, not a request context.
+
+        Flask-SocketIO pushes a request context for every event, and pushing
+        it opens and verifies the session cookie again (about 100 us, more
+        than the rest of a send). These handlers need the app, the sid and
+        the client address, not the request or the session:
+        ``current_sid()`` and ``current_addr()`` read them from ``g``.
+        """
+        environ = self.server.get_environ(sid, namespace=self.namespace)
+        if not environ:
+            return self.server.not_handled  # a client we have no record of
+        with environ["flask.app"].app_context():
+            g.chat_sid = sid
+            g.chat_addr = environ.get("REMOTE_ADDR")
+            return getattr(self, "on_" + event)(*args)
 
     def on_connect(self, auth: object = None) -> None:
         """Accept a member's connection and send it ``joined``."""
@@ -152,7 +185,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
     def _refused(
         self, error: str, code: str | None, ack: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        log_event("send_refused", room=code, reason=error)
+        log_event("send_refused", addr=current_addr(), room=code, reason=error)
         self.metrics.rejected.labels(error).inc()
         return ack or {"ok": False, "error": error}
 
@@ -186,6 +219,11 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
 
     def _detach(self, app: Flask, code: str, member_id: str, sid: str) -> None:
         """Detach a gone connection; end the membership after the grace."""
+        if sid == GONE:  # the sweep: a member gone for a grace that nobody ended
+            socketio.start_background_task(
+                self._end_after_grace, app, code, member_id, ANY_EPOCH, 0.0
+            )
+            return
         with app.app_context():
             try:
                 token = get_registry().disconnect(code, member_id, sid)
@@ -195,8 +233,10 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         if token is not None:
             socketio.start_background_task(self._end_after_grace, app, code, member_id, token)
 
-    def _end_after_grace(self, app: Flask, code: str, member_id: str, token: int) -> None:
-        socketio.sleep(app.config["LEAVE_GRACE_SECONDS"])
+    def _end_after_grace(
+        self, app: Flask, code: str, member_id: str, token: int, grace: float | None = None
+    ) -> None:
+        socketio.sleep(app.config["LEAVE_GRACE_SECONDS"] if grace is None else grace)
         for attempt in range(GRACE_RETRIES):
             with app.app_context(), self.broadcaster.lock(code):
                 try:

@@ -27,6 +27,7 @@ class RedisProcess:
             pytest.skip("redis-server is not installed (./dev test installs Debian's)")
         self.binary = binary
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         # Persistent: every write is in the append-only file before Redis
         # answers, so a restart keeps all it acknowledged.

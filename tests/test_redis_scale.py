@@ -231,3 +231,16 @@ def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, people):
     leaves = [m for m in b.lines() + back.lines() if m["kind"] == "leave"]
     assert leaves == []  # back within the grace: no leave notice
     elsewhere.close()
+
+
+def test_member_of_a_stopped_process_who_never_returns_leaves(servers, people):
+    ada, bob = people(servers[0]), people(servers[1])
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    a = ada.socket({"room": code})
+    bob.socket({"room": code})
+    a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+    servers[1].stop()  # bob's process shuts down before bob's grace is over
+    # Another process ends the membership: grace (0.5 s) + at most one sweep (2 s).
+    leave = a.wait_for_line(lambda m: m["kind"] == "leave" and m["name"] == "bob", timeout=8)
+    assert leave is not None

@@ -25,6 +25,8 @@ from chatapp.rooms import Settings
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
 from chatapp.stores import MemoryStore
+from chatapp.stores.base import ANY_EPOCH
+from chatapp.stores.base import GONE
 from chatapp.stores.redis import RedisStore
 
 # Near the real time: Redis expires idle rooms' keys by its own clock.
@@ -397,6 +399,7 @@ def test_utc_timestamp_format():
         ({"text": "a\x00b"}, "invalid"),
         ({"text": "a\x1bb"}, "invalid"),
         ({"text": "a\ud800b"}, "invalid"),
+        ({"text": "\x1fhi"}, "invalid"),  # strip() would drop the separator
         ({"text": ""}, "empty"),
         ({"text": " \n\t\r\n "}, "empty"),
         ({"text": "x" * 2001}, "too_long"),
@@ -617,5 +620,32 @@ def test_connection_leases_expire_unless_renewed(make_registry, clock):
     assert store.expired_connections(clock() + 31) == [b_conn]
     # the sweeper detaches a dead connection like any other disconnect
     token = registry.disconnect(*b_conn)
-    assert store.expired_connections(clock() + 31) == []
+    assert store.expired_connections(clock() + 31) == [(bob.code, bob.member_id, GONE)]
     assert registry.end_if_gone(bob.code, bob.member_id, token).members == ("ada",)
+    assert store.expired_connections(clock() + 31) == []
+
+
+def test_gone_member_can_be_ended_by_any_process(make_registry, clock):
+    registry = make_registry(clock, connection_lease=30)
+    ada, bob = room_with(registry, "ada", "bob")
+    store = registry.store
+    store.renew_leases([(ada.code, ada.member_id, f"{ada.member_id}-tab1")], clock() + 600)
+    token = registry.disconnect(bob.code, bob.member_id, f"{bob.member_id}-tab1")
+    assert token is not None
+    if isinstance(store, RedisStore):
+        # The process that saw bob go died before his grace ran out: the
+        # sweep of another one finds the gone entry once the grace is over.
+        assert store.expired_connections(clock() + 4) == []
+        assert store.expired_connections(clock() + 6) == [(bob.code, bob.member_id, GONE)]
+    ended = registry.end_if_gone(bob.code, bob.member_id, ANY_EPOCH)
+    assert ended.notice.kind == "leave" and ended.members == ("ada",)
+    assert store.expired_connections(clock() + 6) == []
+
+
+def test_reconnecting_cancels_the_gone_entry(make_registry, clock):
+    registry = make_registry(clock, connection_lease=30)
+    (ada,) = room_with(registry, "ada")
+    registry.disconnect(ada.code, ada.member_id, f"{ada.member_id}-tab1")
+    registry.connect(ada.code, ada.member_id, "back")
+    assert registry.store.expired_connections(clock() + 6) == []
+    assert registry.end_if_gone(ada.code, ada.member_id, ANY_EPOCH) is None

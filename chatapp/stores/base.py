@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
 
+# ``end_if_gone`` with this token ends the membership whatever its epoch.
+ANY_EPOCH = -1
+# In ``expired_connections``: the member's last connection went a leave
+# grace ago, and the process that saw it go did not end the membership.
+GONE = "~gone"
+
 
 class StoreUnavailable(RuntimeError):
     """The store cannot be reached; nothing was recorded."""
@@ -117,6 +123,7 @@ class Limits:
     history_limit: int
     idle_ttl: float
     former_limit: int = 1000  # ended memberships remembered for renewal, per room
+    leave_grace: float = 5.0  # shared stores: when any process may end a gone member
 
 
 class Store(Protocol):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dataclasses import field
 
 from chatapp.stores.base import AddOutcome
+from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import Appended
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Connected
@@ -174,7 +175,9 @@ class MemoryStore:
         with self._lock:
             room = self._rooms.get(code)
             member = room.members.get(member_id) if room else None
-            if room is None or member is None or member.conns or member.epoch != token:
+            if room is None or member is None or member.conns:
+                return None
+            if token != ANY_EPOCH and member.epoch != token:
                 return None
             notice = self._end(room, member, now, ts)
             self._remember_former(room, member)

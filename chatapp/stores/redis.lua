@@ -26,6 +26,10 @@ local M, H, F, FO, O, L, C, CI =
   R .. ':m', R .. ':h', R .. ':f', R .. ':fo', R .. ':o', R .. ':l', R .. ':c', R .. ':ci'
 local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI}
 local CODE = string.match(R, '{(.*)}')
+-- A member whose last connection went holds this lease entry for the leave
+-- grace, so that any live process ends the membership if the process that
+-- saw it go dies first (or is shutting down).
+local function gone_entry(id) return CODE .. '|' .. id .. '|~gone' end
 
 -- helpers --------------------------------------------------------------------
 
@@ -88,6 +92,7 @@ local function unseat(id, member)
   end
   redis.call('ZREM', O, id)
   for conn in pairs(member.cs) do redis.call('ZREM', LEASES, CODE .. '|' .. id .. '|' .. conn) end
+  redis.call('ZREM', LEASES, gone_entry(id))
 end
 
 local function remember_former(id, member)
@@ -265,6 +270,7 @@ function ops.connect()
   local lease_until = tonumber(ARGV[9])
   member.cs[conn] = lease_until
   redis.call('ZADD', LEASES, lease_until, CODE .. '|' .. id .. '|' .. conn)
+  redis.call('ZREM', LEASES, gone_entry(id))
   local notice = false
   if member.p == 0 then
     member.p = 1
@@ -292,14 +298,17 @@ function ops.disconnect()
   end
   member.e = member.e + 1
   put_member(id, member)
+  redis.call('ZADD', LEASES, NOW + LIMITS.leave_grace, gone_entry(id))
   return member.e
 end
 
--- ARGV: ts, member_id, token
+-- ARGV: ts, member_id, token (-1: whatever the epoch, from the sweep)
 function ops.end_if_gone()
-  local id = ARGV[5]
+  local id, token = ARGV[5], tonumber(ARGV[6])
+  if token == -1 then redis.call('ZREM', LEASES, gone_entry(id)) end
   local member = get_member(id)
-  if not member or has_conns(member) or member.e ~= tonumber(ARGV[6]) then return false end
+  if not member or has_conns(member) then return false end
+  if token ~= -1 and member.e ~= token then return false end
   local notice = end_membership(id, member)
   remember_former(id, member)
   refresh_idle_expiry()

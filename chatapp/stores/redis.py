@@ -61,6 +61,7 @@ class RedisStore:
                 "history_limit": limits.history_limit,
                 "idle_ttl": limits.idle_ttl,
                 "former_limit": limits.former_limit,
+                "leave_grace": limits.leave_grace,
             }
         )
         self._leases = f"{prefix}leases"

@@ -1,9 +1,8 @@
 """Drops and restarts: the page says so, keeps lines typed meanwhile, and catches up exactly once.
 
-TODO(issue 4): with the Redis store a restarted server keeps its rooms; then
-add the full restart case: stop, type a line, start, and both people see every
-line exactly once, in order (today the in-memory store forgets the room, which
-``test_server_restart_shows_the_room_is_gone_and_keeps_unsent_lines`` covers).
+With the in-memory store a restart forgets the room (the page says so and
+keeps the unsent line); with the Redis store both pages catch up, every line
+exactly once.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from liveserver import LiveServer
 from playwright.sync_api import expect
+from redisproc import RedisProcess
 
 from tests.browser.conftest import chat_texts
 from tests.browser.conftest import create_room
@@ -138,3 +138,38 @@ def test_truncated_history_is_marked(own_server, open_context, allow_console):
     expect(log(bob).get_by_text("missed 5")).to_be_visible()
     # The room kept only the last 3: they follow the marker, once each.
     assert chat_texts(bob) == ["seen", "missed 3", "missed 4", "missed 5"]
+
+
+@pytest.mark.redis
+def test_server_restart_on_redis_catches_up_exactly_once(tmp_path, open_context, allow_console):
+    allow_console(NETWORK_NOISE)
+    redis = RedisProcess(tmp_path / "redis", persistent=True)
+    redis.start()
+    live = start_live_server({"STORE": redis.url})
+    try:
+        ada = open_context().new_page()
+        code = create_room(ada, live.url, "ada")
+        bob = open_context().new_page()
+        join_room(bob, live.url, code, "bob")
+        send(ada, "before the restart")
+        expect(log(bob).get_by_text("before the restart")).to_be_visible()
+
+        live.stop()
+        for page in (ada, bob):
+            expect(page.get_by_role("status").filter(has_text="Reconnecting…")).to_be_visible()
+        send(ada, "typed while the server is down")
+        expect(pending(ada).get_by_text("typed while the server is down")).to_be_visible()
+
+        live.start()  # the rooms are in Redis: both pages reconnect and catch up
+        wait_connected(ada)
+        wait_connected(bob)
+        expect(log(bob).get_by_text("typed while the server is down")).to_be_visible()
+        expect(pending(ada)).to_be_hidden()
+        send(bob, "after the restart")
+        expect(log(ada).get_by_text("after the restart")).to_be_visible()
+        expected = ["before the restart", "typed while the server is down", "after the restart"]
+        assert chat_texts(ada) == expected
+        assert chat_texts(bob) == expected
+    finally:
+        live.close()
+        redis.stop()
