@@ -31,14 +31,17 @@ def _csrf_error(error: CSRFError) -> ResponseReturnValue:
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
     code = error.code or 500
-    return _page(code, error.name, error.description or "")
+    body, status = _page(code, error.name, error.description or "")
+    # Keep what the error says in its headers (Allow on a 405), not its type.
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+    return body, status, headers
 
 
 def _store_unavailable(error: StoreUnavailable) -> ResponseReturnValue:
     return _page(503, "Unavailable", "The chat is unavailable right now. Try again in a moment.")
 
 
-def _page(code: int, title: str, description: str) -> ResponseReturnValue:
+def _page(code: int, title: str, description: str) -> tuple[str, int]:
     return (
         render_template("errors/error.html", code=code, title=title, description=description),
         code,

@@ -7,6 +7,7 @@ next to the field) and the RoomRegistry (which enforces them).
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 
 import icu
@@ -19,6 +20,9 @@ INVISIBLES = frozenset(map(chr, [0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF]))
 # Unicode categories refused in names: controls, format characters (which
 # hold the rest of the bidi and invisible marks) and lone surrogates.
 REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+_CONTROL_NOT_SPACE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\x80-\x84\x86-\x9f]")
 
 
 class InvalidName(ValueError):
@@ -35,7 +39,12 @@ def normalize_name(raw: str, max_length: int) -> str:
     NFKC first (so fullwidth and compatibility forms collapse), then trim and
     fold inner white space to single spaces, then check length and characters.
     """
-    name = " ".join(unicodedata.normalize("NFKC", raw).split())
+    normalized = unicodedata.normalize("NFKC", raw)
+    # Python's split() folds the information separators U+001C-U+001F as
+    # white space; Unicode calls them controls, and so do we.
+    if _CONTROL_NOT_SPACE.search(normalized):
+        raise InvalidName("malformed")
+    name = " ".join(normalized.split())
     if not name:
         raise InvalidName("empty")
     if len(name) > max_length:

@@ -340,9 +340,10 @@ class RoomRegistry:
         cid = payload.get("cid")
         if cid is not None and not (isinstance(cid, str) and CID_PATTERN.fullmatch(cid)):
             raise SendRefused("invalid")
-        text = payload["text"].replace("\r\n", "\n").replace("\r", "\n").strip()
-        if _REFUSED_IN_TEXT.search(text):
+        text = payload["text"].replace("\r\n", "\n").replace("\r", "\n")
+        if _REFUSED_IN_TEXT.search(text):  # before strip(), which eats \x1c-\x1f
             raise SendRefused("invalid")
+        text = text.strip()
         if not text:
             raise SendRefused("empty")
         if len(text) > self.settings.message_max_length:

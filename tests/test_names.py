@@ -40,6 +40,8 @@ def test_normalize_name_folds(raw, expected):
         ("ada\x1b[31m", "malformed"),
         ("ada\x7f", "malformed"),
         ("ada\x9b31m", "malformed"),  # C1 control (CSI)
+        ("a\x1fb", "malformed"),  # unit separator: Python folds it as white space
+        ("\x1cada", "malformed"),  # file separator, even where trimming would drop it
         ("\u202eada", "malformed"),  # right-to-left override
         ("ad\u2066a", "malformed"),  # isolate
         ("a\u200bda", "malformed"),  # zero width space
