@@ -104,6 +104,8 @@ def _register_socketio(app: Flask) -> None:
     from chatapp.fastpath import FastEmitManager
     from chatapp.metrics import Metrics
     from chatapp.metrics import register_metrics
+    from chatapp.packets import SafePacket
+    from chatapp.polling import PollingBodyLimit
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
 
@@ -130,7 +132,12 @@ def _register_socketio(app: Flask) -> None:
         # One connection's events run in order, in its own reader; a sender's
         # lines keep their order and no greenlet is spawned per event.
         async_handlers=False,
+        # Packets no client library writes become an ignored event, not a traceback.
+        serializer=SafePacket,
         client_manager=manager,
+    )
+    app.wsgi_app = PollingBodyLimit(  # type: ignore[method-assign]
+        app.wsgi_app, socketio.server.eio, cfg["MAX_FRAME_BYTES"], "/socket.io"
     )
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
     app.extensions["chat_broadcaster"] = broadcaster

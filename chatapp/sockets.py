@@ -16,6 +16,7 @@ from flask_socketio import ConnectionRefusedError
 from flask_socketio import Namespace
 
 from chatapp import memberships
+from chatapp import packets
 from chatapp.addresses import origin_allowed
 from chatapp.broadcast import Broadcaster
 from chatapp.extensions import get_registry
@@ -31,7 +32,10 @@ from chatapp.rooms import StoreUnavailable
 from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import GONE
 
-CHAT_NAMESPACE = "/chat"
+CHAT_NAMESPACE = packets.CHAT_NAMESPACE
+# A connection may send this much invalid input (bursts, then per second).
+INVALID_BURST = 30
+INVALID_PER_SECOND = 1.0
 CLIENT_EVENTS = frozenset({"send", "typing"})
 RESERVED_EVENTS = frozenset({"connect", "disconnect"})
 GRACE_RETRIES = 30  # a membership ends once the store is back, within ~8 minutes
@@ -70,6 +74,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         self._sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self._housekeeper: Housekeeper | None = None
         self.closing = False
+        self._invalid: dict[str, tuple[float, float]] = {}  # sid -> (tokens, when)
         metrics.track_presence(
             connections=lambda: len(self._connections),
             rooms=lambda: len({code for code, _ in self._sids}),
@@ -86,8 +91,10 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         """
         if event in RESERVED_EVENTS:
             if self.server.manager.is_connected(args[0], self.namespace):
+                self._spend_invalid(args[0])
                 return self.server.not_handled
         elif event not in CLIENT_EVENTS:
+            self._spend_invalid(args[0])
             return self.server.not_handled
         else:
             return self._trigger_in_app_context(event, *args)
@@ -149,6 +156,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
     def on_disconnect(self, reason: object = None) -> None:
         """Detach the connection; end the membership after the grace period."""
         sid = current_sid()
+        self._invalid.pop(sid, None)
         code, member_id = self._connections.pop(sid, (None, None))
         if code is None or member_id is None:
             return
@@ -187,7 +195,28 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
     ) -> dict[str, Any]:
         log_event("send_refused", addr=current_addr(), room=code, reason=error)
         self.metrics.rejected.labels(error).inc()
+        if error == "invalid":
+            self._spend_invalid(current_sid())
         return ack or {"ok": False, "error": error}
+
+    def _spend_invalid(self, sid: str) -> None:
+        """Count invalid input; close a connection that spends its budget.
+
+        A person's client never sends invalid input; a few mistakes cost
+        nothing, but a script that keeps sending them is cut off (it may
+        reconnect, and its member is unaffected).
+        """
+        now = time.monotonic()
+        tokens, at = self._invalid.get(sid, (INVALID_BURST, now))
+        tokens = min(INVALID_BURST, tokens + (now - at) * INVALID_PER_SECOND) - 1
+        if tokens >= 0:
+            self._invalid[sid] = (tokens, now)
+            return
+        self._invalid.pop(sid, None)
+        log_event("closed_for_invalid_input", addr=current_addr())
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+        if eio_sid is not None:
+            socketio.start_background_task(self.server.eio.disconnect, eio_sid)
 
     def on_typing(self, *args: Any) -> None:
         """Relay that a member is typing, at most once per interval."""

@@ -140,6 +140,18 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
             payload = unmask(payload, header.mask)
         return header, payload
 
+    def read_message(self) -> Any:
+        """Read a message; a text one must look like an Engine.IO packet.
+
+        Engine.IO text packets start with their type, a digit 0-6; python-
+        engineio raises (and pywsgi logs a traceback) on anything else, such
+        as an empty frame. Such a frame closes the connection (1002) instead.
+        """
+        message = super().read_message()
+        if isinstance(message, str) and (not message or message[0] not in "0123456"):
+            raise ProtocolError("not an Engine.IO packet")
+        return message
+
     def validate_utf8(self, payload: bytes) -> None:
         """Skip gevent-websocket's byte-by-byte Python validator.
 

@@ -576,11 +576,6 @@ def test_malformed_packets_record_nothing_and_harm_no_one(server, members, frame
 
 
 @pytest.mark.server
-@pytest.mark.xfail(
-    strict=True,
-    reason="malformed Engine.IO/Socket.IO packets log unhandled tracebacks "
-    "(engineio 'message handler error' at ERROR; pywsgi 'failed with ValueError')",
-)
 def test_malformed_packets_leave_no_traceback_in_the_log(server, members):
     ada, bob, raw, b = members
     since = len(server.log_text())
@@ -617,11 +612,6 @@ def test_binary_attachments_are_not_text(server, members):
 
 
 @pytest.mark.server
-@pytest.mark.xfail(
-    strict=True,
-    reason="a binary frame no packet announced logs an unhandled traceback "
-    "(socketio 'message handler error': invalid literal for int())",
-)
 def test_unannounced_binary_frame_leaves_no_traceback(server, members):
     ada, bob, raw, b = members
     since = len(server.log_text())
@@ -655,11 +645,6 @@ def test_frames_over_max_frame_bytes_close_the_connection(server, members, kind)
 
 
 @pytest.mark.server
-@pytest.mark.xfail(
-    strict=True,
-    reason="a polling POST over MAX_FRAME_BYTES gets no HTTP response at all (the client "
-    "times out) and logs engineio ERROR 'Session is disconnected'",
-)
 def test_polling_body_over_max_frame_bytes_is_refused(server, members):
     ada, bob, raw, b = members
     http = requests.Session()
@@ -704,10 +689,6 @@ def test_client_sent_reserved_events_are_ignored(server, members, event):
 
 
 @pytest.mark.server
-@pytest.mark.xfail(
-    strict=True,
-    reason="no per-connection budget: a socket sending only invalid events is never closed",
-)
 def test_a_connection_spending_its_budget_on_invalid_input_is_closed(server, members):
     ada, bob, raw, b = members
     sock = raw(ada)

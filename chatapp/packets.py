@@ -1,0 +1,66 @@
+"""Socket.IO packets from clients that python-socketio would choke on.
+
+python-socketio raises on a packet it cannot decode (``42/chat,[``, a
+binary frame nobody announced, an event whose data is not a list, a packet
+type only servers send), and Engine.IO logs the exception with a traceback
+at ERROR. A script can fill the log that way, and PROTOCOL.md wants such
+input ignored. python-socketio takes a packet class as its ``serializer``
+(its documented extension point); this one turns every such packet into an
+event named MALFORMED on /chat, which the namespace ignores and counts
+against the connection's budget for invalid input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from socketio import packet
+
+MALFORMED = "\x00malformed"
+CHAT_NAMESPACE = "/chat"
+FROM_CLIENTS = frozenset(
+    {
+        packet.CONNECT,
+        packet.DISCONNECT,
+        packet.EVENT,
+        packet.ACK,
+        packet.BINARY_EVENT,
+        packet.BINARY_ACK,
+    }
+)
+
+
+class SafePacket(packet.Packet):  # type: ignore[misc]
+    """A Socket.IO packet whose decoding never raises."""
+
+    def __init__(self, *args: Any, encoded_packet: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
+        if encoded_packet is not None and not encoded_packet:
+            self._malformed()  # an empty message: python-socketio skips decoding it
+
+    def decode(self, encoded_packet: Any) -> int:
+        """Decode as python-socketio does, or into a MALFORMED event."""
+        try:
+            attachments = int(super().decode(encoded_packet) or 0)
+        except Exception:  # noqa: BLE001 - any undecodable input is the client's
+            return self._malformed()
+        if not self._well_formed():
+            return self._malformed()
+        return attachments
+
+    def _well_formed(self) -> bool:
+        kind, data = self.packet_type, self.data
+        if kind not in FROM_CLIENTS:
+            return False
+        if kind in (packet.EVENT, packet.BINARY_EVENT):
+            return isinstance(data, list) and bool(data) and isinstance(data[0], str)
+        if kind in (packet.ACK, packet.BINARY_ACK):
+            return isinstance(data, list)
+        return True
+
+    def _malformed(self) -> int:
+        self.packet_type = packet.EVENT
+        self.namespace = CHAT_NAMESPACE
+        self.id = None
+        self.data = [MALFORMED]
+        return 0
