@@ -24,6 +24,17 @@ class ChatWorker(GeventWebSocketWorker):  # type: ignore[misc]
 
     wsgi_handler = ChatWebSocketHandler
 
+    def run(self) -> None:
+        """Serve with the same runtime policy as ``python -m chatapp``."""
+        # Imported here for the reason given in handle_exit.
+        from chatapp.gcpolicy import schedule_full_collections
+
+        gevent.config.track_greenlet_tree = False  # see chatapp.serving.serve
+        config = getattr(self.wsgi, "config", None)
+        if config is not None:
+            schedule_full_collections(config["GC_FULL_INTERVAL"])
+        super().run()
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         """On SIGTERM (a graceful stop), close the sockets, then stop as gunicorn does."""
         # Imported here: gunicorn's master imports this module before its
