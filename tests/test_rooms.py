@@ -649,3 +649,28 @@ def test_reconnecting_cancels_the_gone_entry(make_registry, clock):
     registry.connect(ada.code, ada.member_id, "back")
     assert registry.store.expired_connections(clock() + 6) == []
     assert registry.end_if_gone(ada.code, ada.member_id, ANY_EPOCH) is None
+
+
+def test_joins_racing_the_room_expiry_never_land_in_an_emptied_room(make_registry, clock):
+    registry = make_registry(clock, idle_ttl=10)
+    (ada,) = room_with(registry, "ada")
+    token = registry.disconnect(ada.code, ada.member_id, f"{ada.member_id}-tab1")
+    registry.end_if_gone(ada.code, ada.member_id, token)
+    clock.advance(10)  # the room expires exactly now
+    outcomes = []
+    barrier = threading.Barrier(8)
+
+    def join(i):
+        barrier.wait()
+        try:
+            outcomes.append(registry.join_room(ada.code, f"late{i}"))
+        except RoomNotFound:
+            outcomes.append(None)
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == [None] * 8  # none was seated in the deleted room
+    assert not registry.store.room_exists(ada.code, clock())
