@@ -110,3 +110,39 @@ def redis_url(redis_server: str) -> str:
     client.flushdb()
     client.close()
     return redis_server
+
+
+@pytest.fixture
+def refusals(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record the data of every connection the /chat namespace refuses.
+
+    The test client swallows CONNECT_ERROR packets, so this spies on the
+    handler's answer, which python-socketio sends as the packet's data.
+    """
+    from socketio.exceptions import ConnectionRefusedError
+
+    seen: list[Any] = []
+    namespace = socketio.server.namespace_handlers[CHAT_NAMESPACE]
+    trigger = namespace.trigger_event
+
+    def spy(event: str, *args: Any) -> Any:
+        try:
+            return trigger(event, *args)
+        except ConnectionRefusedError as refusal:
+            seen.append(refusal.error_args)
+            raise
+
+    monkeypatch.setattr(namespace, "trigger_event", spy)
+    return seen
+
+
+@pytest.fixture
+def closing() -> Iterator[Callable[[Any], None]]:
+    """Collect things with ``close()`` to close at teardown, newest first."""
+    things: list[Any] = []
+    yield things.append
+    for thing in reversed(things):
+        try:
+            thing.close()
+        except Exception:  # noqa: BLE001 - teardown goes on
+            pass

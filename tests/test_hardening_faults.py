@@ -30,17 +30,6 @@ def redis_proc(tmp_path):
     server.stop()
 
 
-@pytest.fixture
-def closing():
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        try:
-            thing.close()
-        except Exception:  # noqa: BLE001 - teardown goes on
-            pass
-
-
 def connect(server, person, code, last_id=None, closing=None):
     auth = {"room": code} if last_id is None else {"room": code, "last_id": last_id}
     sock = RawSocket(server.url, cookie=person.cookie_header())

@@ -141,18 +141,6 @@ def live(tmp_path):
         server.stop()
 
 
-@pytest.fixture
-def closing():
-    """Collect things with ``close()`` to close at teardown."""
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        try:
-            thing.close()
-        except Exception:  # noqa: BLE001 - teardown goes on
-            pass
-
-
 def chat_room(server, closing, names=("ada", "bob")):
     """People in one new room, each with one raw socket; return (code, people, sockets)."""
     people, sockets = [], []

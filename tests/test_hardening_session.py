@@ -10,28 +10,8 @@ import pytest
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from socket_events import events
-from socketio.exceptions import ConnectionRefusedError
 
-from chatapp.extensions import socketio
 from chatapp.sockets import CHAT_NAMESPACE
-
-
-@pytest.fixture
-def refusals(app, monkeypatch):
-    """Record the data of every connection the namespace refuses (see test_sockets)."""
-    seen = []
-    namespace = socketio.server.namespace_handlers[CHAT_NAMESPACE]
-    trigger = namespace.trigger_event
-
-    def spy(event, *args):
-        try:
-            return trigger(event, *args)
-        except ConnectionRefusedError as refusal:
-            seen.append(refusal.error_args)
-            raise
-
-    monkeypatch.setattr(namespace, "trigger_event", spy)
-    return seen
 
 
 def signer(app, secret_key):

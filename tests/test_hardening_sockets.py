@@ -25,9 +25,7 @@ from liveserver import Person
 from rawsocket import CHAT
 from rawsocket import RawSocket
 from socket_events import events
-from socketio.exceptions import ConnectionRefusedError
 
-from chatapp.extensions import socketio
 from chatapp.sockets import CHAT_NAMESPACE
 
 FUZZ = settings(
@@ -50,24 +48,6 @@ WHITE_SPACE = frozenset(
 )
 PY_ONLY_SPACE = frozenset("\x1c\x1d\x1e\x1f")
 EITHER = "either"
-
-
-@pytest.fixture
-def refusals(app, monkeypatch):
-    """Record the data of every connection the namespace refuses (see test_sockets)."""
-    seen = []
-    namespace = socketio.server.namespace_handlers[CHAT_NAMESPACE]
-    trigger = namespace.trigger_event
-
-    def spy(event, *args):
-        try:
-            return trigger(event, *args)
-        except ConnectionRefusedError as refusal:
-            seen.append(refusal.error_args)
-            raise
-
-    monkeypatch.setattr(namespace, "trigger_event", spy)
-    return seen
 
 
 @pytest.fixture

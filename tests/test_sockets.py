@@ -7,32 +7,8 @@ import time
 import pytest
 from socket_events import events
 from socket_events import received
-from socketio.exceptions import ConnectionRefusedError
 
-from chatapp.extensions import socketio
 from chatapp.sockets import CHAT_NAMESPACE
-
-
-@pytest.fixture
-def refusals(app, monkeypatch):
-    """Record the data of every connection the namespace refuses.
-
-    The test client swallows CONNECT_ERROR packets, so this spies on the
-    handler's answer, which python-socketio sends as the packet's data.
-    """
-    seen = []
-    namespace = socketio.server.namespace_handlers[CHAT_NAMESPACE]
-    trigger = namespace.trigger_event
-
-    def spy(event, *args):
-        try:
-            return trigger(event, *args)
-        except ConnectionRefusedError as refusal:
-            seen.append(refusal.error_args)
-            raise
-
-    monkeypatch.setattr(namespace, "trigger_event", spy)
-    return seen
 
 
 def wait_until(predicate, timeout=3.0):
