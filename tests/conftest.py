@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +147,23 @@ def closing() -> Iterator[Callable[[Any], None]]:
             thing.close()
         except Exception:  # noqa: BLE001 - teardown goes on
             pass
+
+
+@pytest.fixture
+def room(people: Callable[[], Person]) -> tuple[str, Person, Person]:
+    """ada created a room and bob joined it; neither has connected yet."""
+    ada, bob = people(), people()
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    return code, ada, bob
+
+
+@pytest.fixture
+def redis_proc(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of this test's own, writing every change to disk first."""
+    from redisproc import RedisProcess
+
+    server = RedisProcess(tmp_path / "redis", persistent=True)
+    server.start()
+    yield server
+    server.stop()

@@ -9,7 +9,6 @@ import pytest
 from liveserver import LiveServer
 from liveserver import Person
 from rawsocket import RawSocket
-from redisproc import RedisProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.server]
 
@@ -20,14 +19,6 @@ FAST = {
     "CREATES_PER_MINUTE": 1000,
     "JOIN_FAILURES_PER_MINUTE": 1000,
 }
-
-
-@pytest.fixture
-def redis_proc(tmp_path):
-    server = RedisProcess(tmp_path, persistent=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 def connect(server, person, code, last_id=None, closing=None):

@@ -21,14 +21,6 @@ def event_lines(caplog):
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "chatapp.events"]
 
 
-@pytest.fixture
-def room(people):
-    ada, bob = people(), people()
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    return code, ada, bob
-
-
 def test_logs_one_line_per_join_leave_and_refusal(app, room, people, caplog):
     caplog.set_level(logging.INFO, logger="chatapp.events")
     code, ada, bob = room

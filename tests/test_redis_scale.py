@@ -11,19 +11,10 @@ from liveserver import LiveServer
 from liveserver import Person
 from liveserver import wait_for
 from nginxproc import NginxProcess
-from redisproc import RedisProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.server]
 
 FAST = {"LEAVE_GRACE_SECONDS": 0.5, "SEND_RATE": 1000, "SEND_BURST": 1000}
-
-
-@pytest.fixture
-def redis_proc(tmp_path):
-    server = RedisProcess(tmp_path, persistent=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

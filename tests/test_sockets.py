@@ -20,15 +20,6 @@ def wait_until(predicate, timeout=3.0):
     return False
 
 
-@pytest.fixture
-def room(people):
-    """ada created a room and bob joined it; neither has connected yet."""
-    ada, bob = people(), people()
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    return code, ada, bob
-
-
 def chat_lines(payloads):
     return [(m["name"], m["text"]) for m in payloads if m["kind"] == "chat"]
 
