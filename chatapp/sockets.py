@@ -89,16 +89,13 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         The real ones arrive while the socket is connecting or disconnecting,
         a client's only while it is fully connected.
         """
-        if event in RESERVED_EVENTS:
-            if self.server.manager.is_connected(args[0], self.namespace):
-                self._spend_invalid(args[0])
-                return self.server.not_handled
-        elif event not in CLIENT_EVENTS:
-            self._spend_invalid(args[0])
-            return self.server.not_handled
-        else:
+        sid = args[0]
+        if event in CLIENT_EVENTS:
             return self._trigger_in_app_context(event, *args)
-        return super().trigger_event(event, *args)
+        if event in RESERVED_EVENTS and not self.server.manager.is_connected(sid, self.namespace):
+            return super().trigger_event(event, *args)  # the server's own connect/disconnect
+        self._spend_invalid(sid)
+        return self.server.not_handled
 
     def _trigger_in_app_context(self, event: str, sid: str, *args: Any) -> Any:
         """Run ``on_send``/``on_typing`` in an app context, not a request context.
@@ -213,7 +210,8 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             self._invalid[sid] = (tokens, now)
             return
         self._invalid.pop(sid, None)
-        log_event("closed_for_invalid_input", addr=current_addr())
+        environ = self.server.get_environ(sid, namespace=self.namespace) or {}
+        log_event("closed_for_invalid_input", addr=environ.get("REMOTE_ADDR"))
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
         if eio_sid is not None:
             socketio.start_background_task(self.server.eio.disconnect, eio_sid)
