@@ -29,15 +29,14 @@ from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import GONE
 from chatapp.stores.redis import RedisStore
 
-# Near the real time: Redis expires idle rooms' keys by its own clock.
-T0 = float(int(time.time()))
-
 
 class Clock:
     """A clock the test moves by hand."""
 
     def __init__(self) -> None:
-        self.now = T0
+        # Starts at the real time: Redis expires idle rooms' keys by its own
+        # clock (a safety net a minute past the logical expiry).
+        self.now = float(int(time.time()))
 
     def __call__(self) -> float:
         return self.now
