@@ -44,6 +44,14 @@ def people():
         person.close()
 
 
+def ada_and_bob(servers, people):
+    """ada on the first process created a room, bob on the second joined; both connected."""
+    ada, bob = people(servers[0]), people(servers[1])
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    return code, ada, bob, ada.socket({"room": code}), bob.socket({"room": code})
+
+
 def chat_ids(client):
     return [line["id"] for line in client.lines()]
 
@@ -53,11 +61,7 @@ def assert_contiguous(ids):
 
 
 def test_members_on_two_processes_chat_in_order(servers, people):
-    ada, bob = people(servers[0]), people(servers[1])
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    a = ada.socket({"room": code})
-    b = bob.socket({"room": code})
+    code, ada, bob, a, b = ada_and_bob(servers, people)
     assert b.received("joined")[0]["members"] == ["ada", "bob"]
     a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
     acks = []
@@ -104,11 +108,7 @@ def test_tabs_on_two_processes_are_one_member(servers, people, redis_proc):
 
 
 def test_kill_9_and_restart_loses_nothing(servers, people):
-    ada, bob = people(servers[0]), people(servers[1])
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    a = ada.socket({"room": code})
-    b = bob.socket({"room": code})
+    code, ada, bob, a, b = ada_and_bob(servers, people)
     for i in range(5):
         assert a.send_line(f"before {i}")["ok"]
     b.wait_for_line(lambda m: m["text"] == "before 4")
@@ -146,11 +146,7 @@ def test_dead_process_leaves_no_ghost_member(redis_proc, tmp_path, people):
 
 
 def test_redis_outage_and_recovery(servers, people, redis_proc):
-    ada, bob = people(servers[0]), people(servers[1])
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    a = ada.socket({"room": code})
-    b = bob.socket({"room": code})
+    code, ada, bob, a, b = ada_and_bob(servers, people)
     assert a.send_line("before the outage")["ok"]
     redis_proc.stop()
     started = time.monotonic()
@@ -186,11 +182,7 @@ def test_two_processes_behind_nginx(servers, people, tmp_path):
 
 
 def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, people):
-    ada, bob = people(servers[0]), people(servers[1])
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    a = ada.socket({"room": code})
-    b = bob.socket({"room": code})
+    code, ada, bob, a, b = ada_and_bob(servers, people)
     acked = []
     stop = threading.Event()
 
@@ -225,11 +217,7 @@ def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, people):
 
 
 def test_member_of_a_stopped_process_who_never_returns_leaves(servers, people):
-    ada, bob = people(servers[0]), people(servers[1])
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    a = ada.socket({"room": code})
-    bob.socket({"room": code})
+    code, ada, bob, a, _ = ada_and_bob(servers, people)
     a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
     servers[1].stop()  # bob's process shuts down before bob's grace is over
     # Another process ends the membership: grace (0.5 s) + at most one sweep (2 s).
