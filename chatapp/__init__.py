@@ -37,6 +37,7 @@ def create_app(
     from chatapp.extensions import csrf
     from chatapp.security import register_request_limits
     from chatapp.security import register_security_headers
+    from chatapp.sessions import ChatSessionInterface
 
     app = Flask(
         __name__,
@@ -52,6 +53,7 @@ def create_app(
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(app)
 
+    app.session_interface = ChatSessionInterface()
     csrf.init_app(app)
     app.extensions["room_registry"] = _make_registry(app)
     _register_socketio(app)

@@ -120,6 +120,12 @@ def test_tampered_cookie_is_an_empty_session(app, room, socketio_client, refusal
         {"rooms": [None, {"code": "ABCD"}]},
         {"rooms": [["ABCD", "x", "y", "z"]]},
         [],
+        # Not an object at all: Flask's own interface answers these with a 500.
+        "ABCD",
+        17,
+        None,
+        [["rooms", "ABCD"]],
+        ["ro", "om"],
     ],
 )
 def test_validly_signed_odd_shapes_do_not_crash(app, socketio_client, refusals, claims):
@@ -129,6 +135,20 @@ def test_validly_signed_odd_shapes_do_not_crash(app, socketio_client, refusals, 
     assert not socketio_client(client, auth={"room": "ABCD"}).is_connected(CHAT_NAMESPACE)
     assert refusals == [{"message": "not_joined"}]
     assert client.post("/", data={"name": "x", "create": ""}).status_code == 303
+
+
+def test_cookie_signed_with_a_rotated_out_key_still_counts(app, room):
+    # The session serializer is built once per key: a new key with the old one
+    # among SECRET_KEY_FALLBACKS keeps old cookies; without it they are void.
+    code, ada, _ = room
+    old_cookie = ada.client.get_cookie("session").value
+    app.config.update(SECRET_KEY="rotated", SECRET_KEY_FALLBACKS=[app.secret_key])
+    assert ada.client.get(f"/room/{code}").status_code == 200
+    app.config.update(SECRET_KEY_FALLBACKS=[])
+    assert ada.client.get(f"/room/{code}").status_code == 200  # re-signed with the new key
+    replay = app.test_client()
+    set_session(replay, old_cookie)
+    assert replay.get(f"/room/{code}").status_code == 303
 
 
 def test_replay_after_leaving_is_refused_everywhere(app, room, socketio_client, refusals):
