@@ -21,6 +21,11 @@ the frame directly only when that is indistinguishable from the queue:
 
 Everything else (acks, pings, the connect packet, callbacks, binary data,
 the Flask-SocketIO test client) takes python-socketio's own path.
+
+It also keeps, for each connection, the rooms it is in. python-socketio's
+``basic_disconnect`` and ``get_rooms`` find them by looking at every room of
+the namespace, and every connection has a room of its own: with 10,000
+connections each disconnect walked 10,000 rooms. Here both are a lookup.
 tests/test_perf_internals.py pins the internals this relies on.
 """
 
@@ -38,6 +43,41 @@ from chatapp.websocket import text_frame
 
 class FastEmitManager(socketio.Manager):  # type: ignore[misc]
     """python-socketio's in-process manager with direct WebSocket broadcasts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (namespace, sid) -> the rooms it is in, in the order it entered them.
+        self._rooms_of: dict[tuple[str, str], dict[Any, None]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        """Enter a room as python-socketio does, and note it for the connection."""
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._rooms_of.setdefault((namespace, sid), {})[room] = None
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        """Leave a room as python-socketio does, and forget it for the connection."""
+        super().basic_leave_room(sid, namespace, room)
+        rooms = self._rooms_of.get((namespace, sid))
+        if rooms is not None:
+            rooms.pop(room, None)
+            if not rooms:
+                del self._rooms_of[namespace, sid]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """Forget a connection as python-socketio 5.18 does, without the walk of all rooms."""
+        for room in list(self._rooms_of.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            sids = pending.get(namespace)
+            if sids is not None and sid in sids:
+                sids.remove(sid)
+                if not sids:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        """Return the rooms a connection is in (its own among them)."""
+        return [room for room in self._rooms_of.get((namespace, sid), ()) if room is not None]
 
     def emit(
         self,

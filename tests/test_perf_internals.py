@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
+import random
 import types
 from importlib.metadata import version
 
@@ -175,6 +176,47 @@ def test_fast_emit_writes_frames_directly_and_queues_behind_waiting_packets(webs
         "4earlier",
         '42/chat,["message",{"id":1}]',
     ]
+
+
+def _manager_state(manager):
+    return {
+        namespace: {room: dict(members) for room, members in rooms.items()}
+        for namespace, rooms in manager.rooms.items()
+    }
+
+
+def test_room_index_keeps_python_socketios_state():
+    # The same operations on python-socketio's Manager and on FastEmitManager
+    # leave the same rooms, and get_rooms answers the same, without a walk.
+    stock, ours = socketio.Manager(), FastEmitManager()
+    for manager in (stock, ours):
+        socketio.Server(async_mode="threading", client_manager=manager)
+    rng = random.Random(7)
+    connected: set[tuple[str, str]] = set()
+    for step in range(3000):
+        namespace = rng.choice(["/chat", "/other"])
+        sid = f"s{rng.randrange(40)}"
+        room = rng.choice(["ABCD", "EFGH", "IJKL"])
+        op = rng.random()
+        for manager in (stock, ours):
+            if (namespace, sid) not in connected:
+                manager.basic_enter_room(sid, namespace, None, eio_sid="e" + sid)
+                manager.basic_enter_room(sid, namespace, sid, eio_sid="e" + sid)
+            elif op < 0.5:
+                manager.basic_enter_room(sid, namespace, room)
+            elif op < 0.8:
+                manager.basic_leave_room(sid, namespace, room)
+            else:
+                manager.pre_disconnect(sid, namespace)
+                manager.basic_disconnect(sid, namespace)
+        if (namespace, sid) not in connected:
+            connected.add((namespace, sid))
+        elif op >= 0.8:
+            connected.discard((namespace, sid))
+        assert _manager_state(ours) == _manager_state(stock), step
+        assert sorted(ours.get_rooms(sid, namespace)) == sorted(stock.get_rooms(sid, namespace))
+        assert ours.pending_disconnect == stock.pending_disconnect
+    assert ours._rooms_of.keys() == connected
 
 
 # -- gevent / gevent-websocket ------------------------------------------------
