@@ -110,6 +110,7 @@ def _register_socketio(app: Flask) -> None:
     from chatapp.polling import PollingBodyLimit
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
+    from chatapp.transport import WebSocketSessions
 
     cfg = app.config
     sequencer = None
@@ -141,6 +142,10 @@ def _register_socketio(app: Flask) -> None:
     app.wsgi_app = PollingBodyLimit(  # type: ignore[method-assign]
         app.wsgi_app, socketio.server.eio, cfg["MAX_FRAME_BYTES"], "/socket.io"
     )
+    # New WebSocket sessions are served by the event loop, one small object each.
+    sessions = WebSocketSessions(app.wsgi_app, socketio.server, app, cfg["MAX_FRAME_BYTES"])
+    app.wsgi_app = sessions  # type: ignore[method-assign]
+    app.extensions["chat_sessions"] = sessions
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
     app.extensions["chat_broadcaster"] = broadcaster
     metrics = Metrics()

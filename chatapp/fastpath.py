@@ -12,12 +12,15 @@ python-socketio documents client managers as its extension point
 (``client_manager=``); this one overrides ``emit`` only. A recipient gets
 the frame directly only when that is indistinguishable from the queue:
 
-- its Engine.IO socket is an open WebSocket (``wsgi.websocket`` in the
-  environ Engine.IO keeps for it is our BoundedWebSocket; a connection that
-  began with long-polling keeps the polling environ, so it takes the queue);
-- nothing waits in its Engine.IO queue: frames already queued (an ack, a
-  ping) are written by its writer greenlet first, so a direct write would
-  overtake them. In that case the packet joins the queue, behind them.
+- its Engine.IO socket is one of chatapp.transport's sessions (which write
+  every frame this way), or
+- its Engine.IO socket is an open WebSocket of python-engineio's
+  (``wsgi.websocket`` in the environ Engine.IO keeps for it is our
+  BoundedWebSocket; a connection that began with long-polling keeps the
+  polling environ, so it takes the queue) and nothing waits in its Engine.IO
+  queue: frames already queued (an ack, a ping) are written by its writer
+  greenlet first, so a direct write would overtake them. In that case the
+  packet joins the queue, behind them.
 
 Everything else (acks, pings, the connect packet, callbacks, binary data,
 the Flask-SocketIO test client) takes python-socketio's own path.
@@ -37,7 +40,9 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from chatapp.transport import EngineSocket
 from chatapp.websocket import BoundedWebSocket
+from chatapp.websocket import FrameWriter
 from chatapp.websocket import text_frame
 
 
@@ -115,18 +120,20 @@ class FastEmitManager(socketio.Manager):  # type: ignore[misc]
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
                 continue
-            websocket = _direct_websocket(sockets.get(eio_sid), environs.get(eio_sid))
-            if websocket is not None:
-                websocket.write_frame(frame)
+            writer = _direct_writer(sockets.get(eio_sid), environs.get(eio_sid))
+            if writer is not None:
+                writer.write_frame(frame)
             else:
                 send_eio_packet(eio_sid, eio_pkt)
 
 
-def _direct_websocket(eio_socket: Any, environ: Any) -> BoundedWebSocket | None:
-    """Return the WebSocket to write to directly, or None to take the queue."""
-    if eio_socket is None or environ is None or eio_socket.closing or eio_socket.closed:
+def _direct_writer(eio_socket: Any, environ: Any) -> FrameWriter | None:
+    """Return the writer to hand the frame to directly, or None to take the queue."""
+    if eio_socket is None or eio_socket.closing or eio_socket.closed:
         return None
-    websocket = environ.get("wsgi.websocket")
+    if type(eio_socket) is EngineSocket:  # chatapp.transport's sessions: no queue at all
+        return eio_socket.connection
+    websocket = environ.get("wsgi.websocket") if environ is not None else None
     if type(websocket) is not BoundedWebSocket or eio_socket.queue.qsize():
         return None
-    return websocket
+    return websocket.writer

@@ -42,11 +42,18 @@ def make_server(app: Flask, host: str, port: int) -> WSGIServer:
     )
 
 
-def close_sockets(app: Flask) -> None:
-    """Tell every local socket to reconnect elsewhere; refuse new ones."""
+def close_sockets(app: Flask, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    """Tell every local socket to reconnect elsewhere; refuse new ones.
+
+    Then wait up to ``timeout`` for the clients to close their WebSockets
+    (they do when told to go), and close what is left.
+    """
     namespace = app.extensions.get("chat_namespace")
     if namespace is not None:
         namespace.close_all()
+    sessions = app.extensions.get("chat_sessions")
+    if sessions is not None:
+        sessions.wait_closed(timeout)
 
 
 def serve(app: Flask, host: str, port: int) -> None:

@@ -91,6 +91,23 @@ def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], Person]:
     return lambda: Person(app, socketio_client)
 
 
+@pytest.fixture
+def live_people() -> Iterator[Callable[[Any], Any]]:
+    """Make browsers (liveserver.Person) of a live server; close them at teardown."""
+    from liveserver import Person as Browser
+
+    made: list[Browser] = []
+
+    def make(server: Any) -> Browser:
+        person = Browser(server.url)
+        made.append(person)
+        return person
+
+    yield make
+    for person in made:
+        person.close()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session."""

@@ -1,8 +1,8 @@
 """Pin the library internals the fast paths rely on (benchmarks/README.md).
 
-chatapp/fastpath.py, chatapp/websocket.py and chatapp/gcpolicy.py reach
-past the documented APIs of python-socketio, python-engineio, gevent and
-gevent-websocket in a few places. These tests fail first when an upgrade
+chatapp/fastpath.py, chatapp/websocket.py, chatapp/transport.py and
+chatapp/gcpolicy.py reach past the documented APIs of python-socketio,
+python-engineio, gevent and gevent-websocket in a few places. These tests fail first when an upgrade
 moves one of them; the versions below are the ones they were checked with.
 """
 
@@ -85,6 +85,41 @@ def test_engineio_socket_attributes():
     # between taking it and writing it: qsize() == 0 means nothing waits.
     source = inspect.getsource(engineio.socket.Socket._websocket_handler)
     assert "packets = self.poll()" in source and "ws.send(pkt.encode())" in source
+
+
+def test_engineio_drives_a_socket_through_what_engine_socket_provides():
+    # chatapp.transport.EngineSocket skips Socket.__init__ (no queue) and sets
+    # the attributes below itself; python-engineio's server reads these.
+    base = inspect.getsource(engineio.base_socket.BaseSocket.__init__)
+    for name in ("sid", "queue", "last_ping", "connected", "upgrading", "upgraded", "closing"):
+        assert f"self.{name} =" in base
+    assert "self.closed =" in base and "self.session =" in base
+    receive = inspect.getsource(engineio.socket.Socket.receive)
+    assert "self.schedule_ping()" in receive  # on every PONG
+    assert "self.server._trigger_event('message', self.sid, pkt.data" in receive
+    disconnect = inspect.getsource(engineio.Server.disconnect)
+    assert "socket.close(reason=self.reason.SERVER_DISCONNECT)" in disconnect
+    # The OPEN packet the transport writes has the fields python-engineio's has.
+    connect = inspect.getsource(engineio.Server._handle_connect)
+    for field in ("'sid'", "'upgrades'", "'pingTimeout'", "'pingInterval'", "'maxPayload'"):
+        assert field in connect
+    assert "ping_interval_grace_period" in connect
+    # python-socketio initializes its manager on the first Engine.IO connect.
+    assert "self.manager.initialize()" in inspect.getsource(socketio.Server._handle_eio_connect)
+
+
+def test_pywsgi_lets_go_of_a_detached_connection():
+    # ChatWebSocketHandler.detach sets socket = None: pywsgi's request loop
+    # then stops, and its clean-up (read out, close) skips the socket.
+    from gevent.pywsgi import WSGIHandler
+    from geventwebsocket.handler import WebSocketHandler
+
+    handle = inspect.getsource(WSGIHandler.handle)
+    assert "while self.socket is not None:" in handle
+    assert "if self.socket is not None:" in handle
+    assert "if not self.websocket.closed:" in inspect.getsource(WebSocketHandler.run_websocket)
+    assert callable(gevent.socket.socket.detach)
+    assert "if self.close_connection:" in inspect.getsource(WSGIHandler.handle_one_request)
 
 
 class _FakeHandler:
@@ -268,7 +303,7 @@ def test_frames_of_one_turn_go_out_in_order_in_one_write(websocket_pair):
     assert _read_frames(peer, 3) == [b"one", b"two", b"three"]
 
 
-def test_a_slow_reader_gets_everything_in_order_through_the_flusher(websocket_pair):
+def test_a_slow_reader_gets_everything_in_order_once_writable_again(websocket_pair):
     ws, peer = websocket_pair()
     big = "x" * 60000
     count = 200  # 12 MB: far more than the socket buffers take at once

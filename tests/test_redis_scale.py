@@ -30,23 +30,9 @@ def servers(redis_proc, tmp_path):
         server.close()
 
 
-@pytest.fixture
-def people():
-    made = []
-
-    def make(server):
-        person = Person(server.url)
-        made.append(person)
-        return person
-
-    yield make
-    for person in made:
-        person.close()
-
-
-def ada_and_bob(servers, people):
+def ada_and_bob(servers, live_people):
     """ada on the first process created a room, bob on the second joined; both connected."""
-    ada, bob = people(servers[0]), people(servers[1])
+    ada, bob = live_people(servers[0]), live_people(servers[1])
     code = ada.create_room("ada")
     bob.join(code, "bob")
     return code, ada, bob, ada.socket({"room": code}), bob.socket({"room": code})
@@ -60,8 +46,8 @@ def assert_contiguous(ids):
     assert ids == list(range(ids[0], ids[0] + len(ids))), ids
 
 
-def test_members_on_two_processes_chat_in_order(servers, people):
-    code, ada, bob, a, b = ada_and_bob(servers, people)
+def test_members_on_two_processes_chat_in_order(servers, live_people):
+    code, ada, bob, a, b = ada_and_bob(servers, live_people)
     assert b.received("joined")[0]["members"] == ["ada", "bob"]
     a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
     acks = []
@@ -88,12 +74,12 @@ def test_members_on_two_processes_chat_in_order(servers, people):
             assert mine == [f"{who} {i}" for i in range(30)]
 
 
-def test_tabs_on_two_processes_are_one_member(servers, people, redis_proc):
-    ada = people(servers[0])
+def test_tabs_on_two_processes_are_one_member(servers, live_people, redis_proc):
+    ada = live_people(servers[0])
     code = ada.create_room("ada")
     ada_elsewhere = Person(servers[1].url)
     ada_elsewhere.http.cookies = ada.http.cookies  # the same browser, another process
-    watcher_person = people(servers[0])
+    watcher_person = live_people(servers[0])
     watcher_person.join(code, "watcher")
     watcher = watcher_person.socket({"room": code})
     first = ada.socket({"room": code})
@@ -107,8 +93,8 @@ def test_tabs_on_two_processes_are_one_member(servers, people, redis_proc):
     ada_elsewhere.close()
 
 
-def test_kill_9_and_restart_loses_nothing(servers, people):
-    code, ada, bob, a, b = ada_and_bob(servers, people)
+def test_kill_9_and_restart_loses_nothing(servers, live_people):
+    code, ada, bob, a, b = ada_and_bob(servers, live_people)
     for i in range(5):
         assert a.send_line(f"before {i}")["ok"]
     b.wait_for_line(lambda m: m["text"] == "before 4")
@@ -124,13 +110,13 @@ def test_kill_9_and_restart_loses_nothing(servers, people):
     assert_contiguous([m["id"] for m in history])
 
 
-def test_dead_process_leaves_no_ghost_member(redis_proc, tmp_path, people):
+def test_dead_process_leaves_no_ghost_member(redis_proc, tmp_path, live_people):
     # Short leases so the test sees the sweep; the README states the default bound.
     settings = {**FAST, "STORE": redis_proc.url, "CONNECTION_LEASE_SECONDS": 2}
     first = LiveServer(settings, tmp_path / "a").start()
     second = LiveServer(settings, tmp_path / "b").start()
     try:
-        ada, bob = people(first), people(second)
+        ada, bob = live_people(first), live_people(second)
         code = ada.create_room("ada")
         bob.join(code, "bob")
         a = ada.socket({"room": code})
@@ -145,8 +131,8 @@ def test_dead_process_leaves_no_ghost_member(redis_proc, tmp_path, people):
         second.close()
 
 
-def test_redis_outage_and_recovery(servers, people, redis_proc):
-    code, ada, bob, a, b = ada_and_bob(servers, people)
+def test_redis_outage_and_recovery(servers, live_people, redis_proc):
+    code, ada, bob, a, b = ada_and_bob(servers, live_people)
     assert a.send_line("before the outage")["ok"]
     redis_proc.stop()
     started = time.monotonic()
@@ -165,11 +151,11 @@ def test_redis_outage_and_recovery(servers, people, redis_proc):
     assert_contiguous(chat_ids(b))
 
 
-def test_two_processes_behind_nginx(servers, people, tmp_path):
+def test_two_processes_behind_nginx(servers, live_people, tmp_path):
     proxy = NginxProcess(tmp_path / "nginx", [s.port for s in servers])
     proxy.start()
     try:
-        ada, bob = people(proxy), people(proxy)
+        ada, bob = live_people(proxy), live_people(proxy)
         code = ada.create_room("ada")
         bob.join(code, "bob")
         a = ada.socket({"room": code})
@@ -181,8 +167,8 @@ def test_two_processes_behind_nginx(servers, people, tmp_path):
         proxy.stop()
 
 
-def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, people):
-    code, ada, bob, a, b = ada_and_bob(servers, people)
+def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, live_people):
+    code, ada, bob, a, b = ada_and_bob(servers, live_people)
     acked = []
     stop = threading.Event()
 
@@ -216,8 +202,8 @@ def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, people):
     elsewhere.close()
 
 
-def test_member_of_a_stopped_process_who_never_returns_leaves(servers, people):
-    code, ada, bob, a, _ = ada_and_bob(servers, people)
+def test_member_of_a_stopped_process_who_never_returns_leaves(servers, live_people):
+    code, ada, bob, a, _ = ada_and_bob(servers, live_people)
     a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
     servers[1].stop()  # bob's process shuts down before bob's grace is over
     # Another process ends the membership: grace (0.5 s) + at most one sweep (2 s).

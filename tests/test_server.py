@@ -59,21 +59,6 @@ def live_server(start_server: ServerFactory) -> LiveServer:
     return start_server()
 
 
-@pytest.fixture
-def people() -> Iterator[PeopleFactory]:
-    """Make browsers for a server; close their sockets and sessions at teardown."""
-    made: list[Person] = []
-
-    def make(server: LiveServer) -> Person:
-        person = Person(server.url)
-        made.append(person)
-        return person
-
-    yield make
-    for person in made:
-        person.close()
-
-
 def ids(lines: list[dict[str, Any]]) -> list[int]:
     return [line["id"] for line in lines]
 
@@ -90,8 +75,8 @@ def notices(lines: list[dict[str, Any]], kind: str) -> list[str]:
     return [line["name"] for line in lines if line["kind"] == kind]
 
 
-def test_two_members_exchange_lines(live_server: LiveServer, people: PeopleFactory) -> None:
-    ada, bob = people(live_server), people(live_server)
+def test_two_members_exchange_lines(live_server: LiveServer, live_people: PeopleFactory) -> None:
+    ada, bob = live_people(live_server), live_people(live_server)
     code = ada.create_room("ada")
     bob.join(code.lower(), "bob")
     assert bob.code == code
@@ -129,9 +114,9 @@ def test_two_members_exchange_lines(live_server: LiveServer, people: PeopleFacto
 
 
 def test_reconnect_with_last_id_gets_exactly_what_it_missed(
-    live_server: LiveServer, people: PeopleFactory
+    live_server: LiveServer, live_people: PeopleFactory
 ) -> None:
-    ada, bob = people(live_server), people(live_server)
+    ada, bob = live_people(live_server), live_people(live_server)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     ada_tab = ada.socket()
@@ -180,8 +165,8 @@ def test_reconnect_with_last_id_gets_exactly_what_it_missed(
     assert bob_again.connected
 
 
-def test_restart_forgets_memory_store(live_server: LiveServer, people: PeopleFactory) -> None:
-    ada, bob = people(live_server), people(live_server)
+def test_restart_forgets_memory_store(live_server: LiveServer, live_people: PeopleFactory) -> None:
+    ada, bob = live_people(live_server), live_people(live_server)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     ada_tab = ada.socket()
@@ -197,12 +182,12 @@ def test_restart_forgets_memory_store(live_server: LiveServer, people: PeopleFac
     assert error in ({"message": "room_not_found"}, {"message": "not_joined"}), error
 
 
-def test_concurrent_senders(start_server: ServerFactory, people: PeopleFactory) -> None:
+def test_concurrent_senders(start_server: ServerFactory, live_people: PeopleFactory) -> None:
     senders, per_sender = 4, 25
     total = senders * per_sender
     # Lift the send budget so that only concurrency is under test.
     server = start_server(SEND_RATE=1000, SEND_BURST=1000)
-    crowd = [people(server) for _ in range(senders)]
+    crowd = [live_people(server) for _ in range(senders)]
     names = [f"member{n}" for n in range(senders)]
     code = crowd[0].create_room(names[0])
     for person, name in zip(crowd[1:], names[1:], strict=True):
@@ -266,11 +251,11 @@ def test_concurrent_senders(start_server: ServerFactory, people: PeopleFactory) 
 
 
 def test_frame_over_the_limit_closes_the_connection(
-    start_server: ServerFactory, people: PeopleFactory
+    start_server: ServerFactory, live_people: PeopleFactory
 ) -> None:
     # MESSAGE_MAX_LENGTH above the line's length: only the frame limit refuses it.
     server = start_server(MAX_FRAME_BYTES=2048, MESSAGE_MAX_LENGTH=5000)
-    ada, bob = people(server), people(server)
+    ada, bob = live_people(server), live_people(server)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     ada_tab = ada.socket()
@@ -292,8 +277,8 @@ def test_frame_over_the_limit_closes_the_connection(
     assert server.health() == 200
 
 
-def test_foreign_origin_is_refused(live_server: LiveServer, people: PeopleFactory) -> None:
-    ada = people(live_server)
+def test_foreign_origin_is_refused(live_server: LiveServer, live_people: PeopleFactory) -> None:
+    ada = live_people(live_server)
     code = ada.create_room("ada")
 
     error = ada.refused(auth={"room": code}, origin="http://evil.example")

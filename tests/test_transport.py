@@ -1,0 +1,367 @@
+"""chatapp.transport on the real server: WebSocket framing, pings, closing, flow.
+
+A hand-written client sends frames byte by byte (fragments, control
+frames, protocol errors, frames written together with the handshake) and
+reads exactly what comes back, so each rule of RFC 6455 and Engine.IO that
+the transport implements itself is pinned here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import time
+
+import pytest
+import socketio
+from liveserver import LiveServer
+from liveserver import Person
+from liveserver import wait_for
+
+pytestmark = pytest.mark.server
+
+LIMIT = 4096
+SETTINGS = {
+    "MAX_FRAME_BYTES": LIMIT,
+    "SOCKETIO_PING_INTERVAL": 1,
+    "SOCKETIO_PING_TIMEOUT": 1,
+    "LEAVE_GRACE_SECONDS": 0.3,
+    "SEND_RATE": 100000,
+    "SEND_BURST": 100000,
+    "CREATES_PER_MINUTE": 1000,
+    "JOIN_FAILURES_PER_MINUTE": 1000,
+}
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    live = LiveServer(SETTINGS, tmp_path_factory.mktemp("transport")).start()
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def people(server, live_people):
+    return lambda: live_people(server)
+
+
+def frame(payload: bytes | str, opcode: int = TEXT, fin: bool = True, rsv: int = 0) -> bytes:
+    """One masked client frame (RFC 6455 5.2)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    length = len(payload)
+    if length < 126:
+        head += bytes([0x80 | length])
+    elif length < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class Wire:
+    """A WebSocket to the server spoken frame by frame."""
+
+    def __init__(self, server: LiveServer, person: Person, early: bytes = b"") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Cookie: {person.cookie_header()}\r\n\r\n"
+        )
+        self.sock.sendall(request.encode() + early)  # early: frames sent before the 101
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        opcode, payload = self.read()
+        assert opcode == TEXT and payload.startswith(b"0{"), payload
+        self.handshake = json.loads(payload[1:])
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        return data
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self) -> tuple[int, bytes]:
+        """The next frame from the server: (opcode, payload); EOFError when it hung up."""
+        while True:
+            if len(self.buffer) >= 2:
+                length, start = self.buffer[1] & 0x7F, 2
+                if length == 126 and len(self.buffer) >= 4:
+                    length, start = struct.unpack("!H", self.buffer[2:4])[0], 4
+                elif length == 127 and len(self.buffer) >= 10:
+                    length, start = struct.unpack("!Q", self.buffer[2:10])[0], 10
+                if length < 126 or start > 2:
+                    if len(self.buffer) >= start + length:
+                        opcode = self.buffer[0] & 0x0F
+                        payload = self.buffer[start : start + length]
+                        self.buffer = self.buffer[start + length :]
+                        return opcode, payload
+            self.buffer += self._recv()
+
+    def read_until(self, predicate, timeout: float = 5.0):
+        """Read text frames (answering Engine.IO pings) until ``predicate(text)``; return it."""
+        self.sock.settimeout(timeout)
+        while True:
+            opcode, payload = self.read()
+            if opcode != TEXT:
+                continue
+            text = payload.decode()
+            if text == "2":
+                self.send(frame("3"))
+                continue
+            if predicate(text):
+                return text
+
+    def joined(self) -> dict:
+        """Connect to /chat; return ``joined`` once the CONNECT packet (sent after it) is in."""
+        self.send(frame("40/chat,"))
+        text = self.read_until(lambda t: t.startswith('42/chat,["joined"'))
+        self.read_until(lambda t: t.startswith("40/chat,"))
+        return json.loads(text[len("42/chat,") :])[1]
+
+    def ack(self, ack_id: int) -> dict:
+        prefix = f"43/chat,{ack_id}"
+        text = self.read_until(lambda t: t.startswith(prefix + "["))
+        return json.loads(text[len(prefix) :])[0]
+
+    def close_code(self, timeout: float = 5.0) -> int | None:
+        """Read until the server's close frame; return its code (None: none given)."""
+        self.sock.settimeout(timeout)
+        while True:
+            opcode, payload = self.read()
+            if opcode == CLOSE:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+    def hung_up_within(self, seconds: float) -> bool:
+        """Tell whether the server closes the TCP connection within ``seconds``."""
+        self.sock.settimeout(seconds)
+        try:
+            while True:
+                self._recv()
+        except EOFError:
+            return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def send_packet(ack_id: int, text: str) -> str:
+    return f'42/chat,{ack_id}["send",{json.dumps({"text": text})}]'
+
+
+@pytest.fixture
+def wires(server, closing):
+    """Open Wires for people; close them at teardown."""
+
+    def open_wire(person: Person, early: bytes = b"") -> Wire:
+        wire = Wire(server, person, early)
+        closing(wire)
+        return wire
+
+    return open_wire
+
+
+@pytest.fixture
+def room(people):
+    """ada's room with bob watching through python-socketio; ada's wire is not open yet."""
+    ada, bob = people(), people()
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    watcher = bob.socket({"room": code})
+    return code, ada, watcher
+
+
+def chat_texts(client) -> list[str]:
+    return [line["text"] for line in client.lines() if line["kind"] == "chat"]
+
+
+def test_fragments_and_control_frames_between_them(wires, room):
+    code, ada, watcher = room
+    wire = wires(ada)
+    wire.joined()
+    packet = send_packet(1, "in three pieces").encode()
+    wire.send(frame(packet[:10], fin=False))
+    wire.send(frame(b"are you there?", opcode=PING))  # control frames may interleave
+    assert wire.read() == (PONG, b"are you there?")
+    wire.send(frame(packet[10:20], opcode=0, fin=False))
+    wire.send(frame(packet[20:], opcode=0))
+    assert wire.ack(1) == {"ok": True, "id": 3}
+    watcher.wait_for_line(lambda m: m["text"] == "in three pieces")
+
+
+def test_frames_written_with_the_handshake_are_kept(wires, room):
+    # The client writes its connect and a line before the server's 101 arrives.
+    code, ada, watcher = room
+    early = frame("40/chat,") + frame(send_packet(1, "early bird"))
+    wire = wires(ada, early=early)
+    assert wire.ack(1) == {"ok": True, "id": 3}
+    watcher.wait_for_line(lambda m: m["text"] == "early bird")
+
+
+def test_a_burst_is_handled_in_order_with_nothing_lost(wires, room):
+    # Far more packets than the session queues before it stops reading.
+    code, ada, watcher = room
+    wire = wires(ada)
+    wire.joined()
+    count = 400
+    wire.send(b"".join(frame(send_packet(i, f"burst {i}")) for i in range(count)))
+    acks = [wire.ack(i) for i in range(count)]
+    assert [a["id"] for a in acks] == list(range(3, 3 + count))
+    watcher.wait_for(lambda c: len(chat_texts(c)) == count, timeout=10)
+    assert chat_texts(watcher) == [f"burst {i}" for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([frame("42/chat,", rsv=4)], 1002),  # an extension bit nobody negotiated
+        ([frame(b"", opcode=0x3)], 1002),  # a reserved opcode
+        ([frame("more", opcode=0)], 1002),  # a continuation of nothing
+        ([frame(b"x" * 126, opcode=PING)], 1002),  # a control frame over 125 bytes
+        ([frame(b"", opcode=PING, fin=False)], 1002),  # a fragmented control frame
+        ([frame("42/chat,", fin=False), frame("42/chat,")], 1002),  # a message inside one
+        ([frame(b"4\xc3\x28")], 1007),  # not UTF-8
+        ([frame("hello")], 1002),  # not an Engine.IO packet
+        ([frame(b"")], 1002),
+        ([frame("4" + "x" * LIMIT)], 1009),  # one frame over MAX_FRAME_BYTES
+        ([frame("4" + "x" * 3000, fin=False), frame("x" * 2000, opcode=0)], 1009),
+    ],
+)
+def test_protocol_errors_close_with_their_code_and_record_nothing(
+    server, wires, room, frames, code
+):
+    _, ada, watcher = room
+    wire = wires(ada)
+    wire.joined()
+    wire.send(b"".join(frames))
+    assert wire.close_code() == code
+    assert wire.hung_up_within(5)
+    assert server.health() == 200
+    assert chat_texts(watcher) == []
+    assert "Traceback" not in server.log_text()
+
+
+def test_huge_declared_length_closes_before_the_payload(wires, room):
+    _, ada, _ = room
+    wire = wires(ada)
+    wire.joined()
+    wire.send(bytes([0x81, 0xFF]) + (1 << 40).to_bytes(8, "big") + os.urandom(4) + b"x" * 10)
+    assert wire.close_code() == 1009
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [
+        (struct.pack("!H", 1001) + b"going away", 1001),  # the server echoes the code
+        (b"", None),
+        (struct.pack("!H", 1005), 1002),  # a code that must never be sent
+    ],
+)
+def test_closing_handshake_then_the_member_leaves(wires, room, sent, answered):
+    _, ada, watcher = room
+    wire = wires(ada)
+    wire.joined()
+    watcher.wait_for(lambda c: c.received("members")[-1:] == [{"members": ["bob", "ada"]}])
+    wire.send(frame(sent, opcode=CLOSE))
+    assert wire.close_code() == answered
+    assert wire.hung_up_within(5)
+    leave = watcher.wait_for_line(lambda m: m["kind"] == "leave", timeout=5)
+    assert leave["name"] == "ada"
+
+
+def test_a_client_that_answers_pings_stays_and_a_silent_one_is_dropped(wires, room):
+    code, ada, watcher = room
+    answering = ada.socket({"room": code})  # python-socketio answers every ping
+    silent = wires(ada)  # a second tab of the same member, which never answers
+    assert silent.handshake["pingInterval"] == 1000
+    assert silent.handshake["pingTimeout"] == 1000
+    silent.send(frame("40/chat,"))
+    started = time.monotonic()
+    silent.sock.settimeout(5)
+    pings = 0
+    while True:
+        opcode, payload = silent.read()
+        if opcode == TEXT and payload == b"2":
+            pings += 1
+        if opcode == CLOSE:
+            break
+    waited = time.monotonic() - started
+    assert pings == 1 and 1.5 <= waited <= 4, (pings, waited)
+    assert silent.hung_up_within(5)
+    time.sleep(2)  # two more ping rounds for the answering tab
+    assert answering.connected
+    assert answering.send_line("still here")["ok"]
+    watcher.wait_for_line(lambda m: m["text"] == "still here")
+    assert [m["kind"] for m in watcher.lines()].count("leave") == 0
+
+
+def test_binary_frames_reach_python_socketio(wires, room):
+    # A binary event: its placeholder in a text frame, the attachment in a binary one.
+    _, ada, watcher = room
+    wire = wires(ada)
+    wire.joined()
+    wire.send(frame('451-/chat,3["send",{"_placeholder":true,"num":0}]'))
+    wire.send(frame(b"\x00\x01binary", opcode=BINARY))
+    assert wire.ack(3) == {"ok": False, "error": "invalid"}  # the text is not a string
+    assert chat_texts(watcher) == []
+
+
+def test_long_polling_and_its_upgrade_still_work(server, room):
+    # Engine.IO's own path serves clients that start with polling and upgrade.
+    code, ada, watcher = room
+    client = socketio.Client(reconnection=False)
+    lines = []
+    client.on("message", lines.append, namespace="/chat")
+    client.connect(
+        server.url,
+        headers={"Cookie": ada.cookie_header()},
+        auth={"room": code},
+        transports=["polling", "websocket"],
+        namespaces=["/chat"],
+        wait_timeout=5,
+    )
+    try:
+        wait_for(lambda: client.transport() == "websocket")
+        ack = client.call("send", {"text": "upgraded"}, namespace="/chat", timeout=5)
+        assert ack["ok"]
+        watcher.send_line("to the upgraded one")
+        wait_for(
+            lambda: (
+                [m["text"] for m in lines if m["kind"] == "chat"][-1:] == ["to the upgraded one"]
+            )
+        )
+    finally:
+        client.disconnect()
+        client.shutdown()
+    assert chat_texts(watcher)[:1] == ["upgraded"]
+
+
+def test_an_http_request_for_a_websocket_sid_is_refused(server, wires, room):
+    _, ada, _ = room
+    wire = wires(ada)
+    sid = wire.handshake["sid"]
+    response = ada.http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", timeout=5)
+    assert response.status_code == 400
+    wire.send(frame("40/chat,"))
+    assert re.match(r"42/chat,\[\"joined\"", wire.read_until(lambda t: "joined" in t))
