@@ -70,6 +70,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False  # set CHATAPP_SESSION_COOKIE_SECURE=true behind HTTPS
     PERMANENT_SESSION_LIFETIME = timedelta(days=7)
+    # The cookie is signed and sent again only when it changes (a join, a
+    # leave), not on every page view: it lasts 7 days from the last join.
+    SESSION_REFRESH_EACH_REQUEST = False
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
 
 

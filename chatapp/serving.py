@@ -10,6 +10,7 @@ from flask import Flask
 from gevent.pywsgi import WSGIServer
 
 from chatapp.gcpolicy import schedule_full_collections
+from chatapp.logs import skip_record_details
 from chatapp.websocket import ChatWebSocketHandler
 
 LISTEN_BACKLOG = 1024
@@ -67,6 +68,7 @@ def serve(app: Flask, host: str, port: int) -> None:
     # that spawned each one (~20 frame objects, 4 KiB a connection), which
     # only debugging tools read.
     gevent.config.track_greenlet_tree = False
+    skip_record_details()
     server = make_server(app, host, port)
     schedule_full_collections(app.config["GC_FULL_INTERVAL"])
 

@@ -28,8 +28,10 @@ class ChatWorker(GeventWebSocketWorker):  # type: ignore[misc]
         """Serve with the same runtime policy as ``python -m chatapp``."""
         # Imported here for the reason given in handle_exit.
         from chatapp.gcpolicy import schedule_full_collections
+        from chatapp.logs import skip_record_details
 
         gevent.config.track_greenlet_tree = False  # see chatapp.serving.serve
+        skip_record_details()
         config = getattr(self.wsgi, "config", None)
         if config is not None:
             schedule_full_collections(config["GC_FULL_INTERVAL"])

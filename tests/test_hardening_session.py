@@ -191,6 +191,15 @@ def test_cookie_flags(app):
     assert "path=/" in parts
 
 
+def test_cookie_is_sent_again_only_when_it_changes(app, room):
+    code, ada, _ = room
+    ada.client.get(f"/room/{code}")  # the first page with a form adds its CSRF secret
+    assert "Set-Cookie" not in ada.client.get(f"/room/{code}").headers
+    assert "Set-Cookie" not in ada.client.get("/").headers
+    response = ada.client.post(f"/room/{code}/leave")
+    assert "Set-Cookie" in response.headers  # the membership went
+
+
 @pytest.mark.settings(SESSION_COOKIE_SECURE=True)
 def test_cookie_is_secure_when_served_over_https(app):
     client = app.test_client()
