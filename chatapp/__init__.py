@@ -100,7 +100,7 @@ def _instance_secret_key(app: Flask) -> str:
 
 def _register_socketio(app: Flask) -> None:
     from chatapp.broadcast import Broadcaster
-    from chatapp.delivery import OrderedRedisManager
+    from chatapp.delivery import RedisFastEmitManager
     from chatapp.delivery import RoomSequencer
     from chatapp.extensions import socketio
     from chatapp.fastpath import FastEmitManager
@@ -117,8 +117,8 @@ def _register_socketio(app: Flask) -> None:
     manager: Any
     if _is_shared(cfg["STORE"]):
         # Broadcasts between processes go through the same Redis.
-        sequencer = RoomSequencer(app.extensions["room_registry"].store, CHAT_NAMESPACE)
-        manager = OrderedRedisManager(cfg["STORE"], sequencer, CHAT_NAMESPACE)
+        sequencer = RoomSequencer(app.extensions["room_registry"].store)
+        manager = RedisFastEmitManager(cfg["STORE"])
     else:
         # Encodes each broadcast once and writes it to every WebSocket directly.
         manager = FastEmitManager()

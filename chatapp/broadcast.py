@@ -39,6 +39,7 @@ class Broadcaster:
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         if sequencer is not None:
             sequencer.emit_to = self._emit_to
+            sequencer.deliver = self._deliver_here
 
     def lock(self, code: str) -> threading.Lock:
         """Return the lock that orders room ``code``'s deliveries."""
@@ -66,12 +67,43 @@ class Broadcaster:
         self.socketio.server.emit(event, data, to=sid, namespace=self.namespace, ignore_queue=True)
 
     def message(self, code: str, message: Message) -> None:
-        """Send a recorded message to everyone in the room."""
-        self.socketio.emit("message", message.to_dict(), to=code, namespace=self.namespace)
+        """Send a recorded message to everyone in the room.
+
+        With a shared store, the store already sent it to the other
+        processes when it recorded it: this process delivers to its own
+        sockets, in id order.
+        """
+        if self.sequencer is None:
+            self.socketio.emit("message", message.to_dict(), to=code, namespace=self.namespace)
+        else:
+            self.sequencer.offer(code, message)
 
     def members(self, code: str, names: Iterable[str]) -> None:
-        """Send the room's member list to everyone in it."""
-        self.socketio.emit("members", {"members": list(names)}, to=code, namespace=self.namespace)
+        """Send the room's member list to everyone in it.
+
+        Called when presence changed with a notice, which a shared store
+        sent to the other processes together with the member list.
+        """
+        self.here("members", {"members": list(names)}, code)
+
+    def here(self, event: str, data: object, code: str) -> None:
+        """Send an event to this process's sockets of a room only."""
+        if self.sequencer is None:
+            self.socketio.emit(event, data, to=code, namespace=self.namespace)
+        else:
+            self.socketio.server.emit(
+                event, data, to=code, namespace=self.namespace, ignore_queue=True
+            )
+
+    def _deliver_here(self, code: str, message: Message, skip: list[str]) -> None:
+        self.socketio.server.emit(
+            "message",
+            message.to_dict(),
+            to=code,
+            skip_sid=skip or None,
+            namespace=self.namespace,
+            ignore_queue=True,
+        )
 
     def typing(self, code: str, name: str, skip: Iterable[str]) -> None:
         """Tell the room but the typist's connections that ``name`` is typing."""

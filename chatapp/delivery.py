@@ -1,15 +1,20 @@
 """In-order delivery of a room's messages across processes (the Redis store).
 
-With several processes, each records lines in the shared store and publishes
-them on Flask-SocketIO's Redis message queue; every process then emits them
-to its own sockets. Publications from two processes can arrive in either
-order, and python-socketio's queue drops a publication after two failed
-tries and re-subscribes with a back-off of up to a minute after an outage.
-PROTOCOL.md still wants every socket to see a room's ids in order, with no
-gaps and no repeats. So each process runs a RoomSequencer per room that has
-local sockets: it delivers id n+1 only after id n, holds early arrivals, and
-fills what is missing from the store (after a short wait for a gap, and by a
-periodic look at the room's newest id for losses nothing later reveals).
+With several processes, each records lines in the shared store, and the
+store's script publishes every message it records, in the same round trip,
+to the other processes whose sockets are in that room (chatapp.stores.redis);
+the recording process delivers to its own sockets at once. Publications from
+two processes can arrive in either order, and a process misses what is
+published while it reconnects after an outage. PROTOCOL.md still wants every
+socket to see a room's ids in order, with no gaps and no repeats. So each
+process runs a RoomSequencer per room that has local sockets: it delivers id
+n+1 only after id n, holds early arrivals, and fills what is missing from the
+store (after a short wait for a gap, and by a periodic look at the room's
+newest id for losses nothing later reveals).
+
+Everything else that crosses processes (typing, the member list a process
+changes without recording a message, disconnecting a socket of another
+process) goes through python-socketio's Redis queue.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import Protocol
 
 import socketio
 
 from chatapp.fastpath import FastEmitManager
+from chatapp.stores.base import Delivery
 from chatapp.stores.base import Message
 from chatapp.stores.base import Store
 from chatapp.stores.base import StoreUnavailable
@@ -33,6 +41,19 @@ log = logging.getLogger(__name__)
 
 # How long a gap may stay open before the store is asked for what is missing.
 GAP_WAIT_SECONDS = 0.25
+# Waits between attempts to listen again after the store went away.
+LISTEN_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+# Deliver a room's message to its local sockets, but those listed (their
+# history already held it).
+Deliver = Callable[[str, Message, list[str]], None]
+
+
+class SharedStore(Store, Protocol):
+    """A store several processes share: it also sends on what others record."""
+
+    def deliveries(self) -> Iterator[Delivery]:
+        """Yield what other processes record in rooms with sockets here."""
 
 
 @dataclass
@@ -40,19 +61,18 @@ class _RoomState:
     delivered: int  # every local socket of the room has every id up to this one
     sids: set[str] = field(default_factory=set)
     floors: dict[str, int] = field(default_factory=dict)  # sid -> id its history reached
-    early: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> queue message
+    early: dict[int, Message] = field(default_factory=dict)  # waiting for a smaller id
     gap_since: float | None = None
 
 
 class RoomSequencer:
-    """Deliver each room's ``message`` events to local sockets in id order."""
+    """Deliver each room's messages to local sockets in id order."""
 
-    def __init__(self, store: Store, namespace: str) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.namespace = namespace
         self._rooms: dict[str, _RoomState] = {}
         self._lock = threading.RLock()
-        self.emit_local: Callable[[dict[str, Any]], None] = lambda message: None
+        self.deliver: Deliver = lambda code, message, skip: None
         self.emit_to: Callable[[str, str, Any], None] = lambda sid, event, data: None
 
     def admit(self, code: str, sid: str, latest_id: int, enter: Callable[[], None]) -> None:
@@ -86,26 +106,19 @@ class RoomSequencer:
             if not state.sids:
                 del self._rooms[code]
 
-    def offer(self, message: dict[str, Any]) -> None:
-        """Take a ``message`` event from the queue (or from this process)."""
-        code = message.get("room")
-        data = message.get("data")
-        payload = data[0] if isinstance(data, list) and data else data
-        message_id = payload.get("id") if isinstance(payload, dict) else None
+    def offer(self, code: str, message: Message) -> None:
+        """Take a recorded message of room ``code`` (from this process or another)."""
         with self._lock:
-            state = self._rooms.get(code) if isinstance(code, str) else None
-            if state is None or not isinstance(message_id, int):
-                self.emit_local(message)  # no local socket in that room: nothing to order
-                return
-            if message_id <= state.delivered:
-                return
-            state.early[message_id] = message
-            self._drain(state)
+            state = self._rooms.get(code)
+            if state is None or message.id <= state.delivered:
+                return  # no local socket in that room, or already delivered
+            state.early[message.id] = message
+            self._drain(code, state)
             if state.early and state.gap_since is None:
                 state.gap_since = time.monotonic()
 
     def fill_gaps(self) -> None:
-        """Fetch from the store what the queue lost or has held up too long."""
+        """Fetch from the store what the publications lost or have held up too long."""
         now = time.monotonic()
         with self._lock:
             rooms = list(self._rooms.items())
@@ -134,59 +147,67 @@ class RoomSequencer:
                 return
             for found in missing:
                 if found.id > state.delivered and found.id not in state.early:
-                    state.early[found.id] = _queue_message(code, self.namespace, found)
+                    state.early[found.id] = found
             # Ids the store no longer retains cannot be delivered: skip them.
             if state.early and min(state.early) > state.delivered + 1 and not missing:
                 state.delivered = min(state.early) - 1
             elif missing and missing[0].id > state.delivered + 1:
                 state.delivered = missing[0].id - 1
-            self._drain(state)
+            self._drain(code, state)
             state.gap_since = time.monotonic() if state.early else None
 
-    def _drain(self, state: _RoomState) -> None:
+    def _drain(self, code: str, state: _RoomState) -> None:
         while state.delivered + 1 in state.early:
             message = state.early.pop(state.delivered + 1)
             state.delivered += 1
             skip = [sid for sid, floor in state.floors.items() if floor >= state.delivered]
-            if skip:
-                message = {**message, "skip_sid": skip}
-            self.emit_local(message)
+            self.deliver(code, message, skip)
         for sid in [sid for sid, floor in state.floors.items() if floor <= state.delivered]:
             del state.floors[sid]
         if not state.early:
             state.gap_since = None
 
 
-def _queue_message(code: str, namespace: str, message: Message) -> dict[str, Any]:
-    return {
-        "method": "emit",
-        "event": "message",
-        "data": [message.to_dict()],
-        "namespace": namespace,
-        "room": code,
-        "skip_sid": None,
-        "callback": None,
-    }
+class DeliveryListener:
+    """Hand what other processes publish to the sequencer, and listen again after outages."""
+
+    def __init__(
+        self,
+        store: SharedStore,
+        sequencer: RoomSequencer,
+        members: Callable[[str, tuple[str, ...]], None],
+    ) -> None:
+        self.store = store
+        self.sequencer = sequencer
+        self.members = members
+
+    def run(self, sleep: Callable[[float], Any]) -> None:
+        """Listen until the process ends; ``sleep`` waits between attempts."""
+        failures = 0
+        while True:
+            try:
+                for delivery in self.store.deliveries():
+                    failures = 0
+                    self.sequencer.offer(delivery.room, delivery.message)
+                    if delivery.members is not None:
+                        self.members(delivery.room, delivery.members)
+            except StoreUnavailable:
+                log.warning("store unavailable: listening again (missed messages are fetched)")
+            except Exception:  # noqa: BLE001 - the listener must outlive any one failure
+                log.exception("delivery listener failed; listening again")
+            sleep(LISTEN_RETRY_SECONDS[min(failures, len(LISTEN_RETRY_SECONDS) - 1)])
+            failures += 1
 
 
-class OrderedRedisManager(socketio.RedisManager, FastEmitManager):  # type: ignore[misc]
-    """Flask-SocketIO's Redis queue, with chat lines passed through a sequencer.
+class RedisFastEmitManager(socketio.RedisManager, FastEmitManager):  # type: ignore[misc]
+    """python-socketio's Redis queue, emitting to this host's sockets through FastEmitManager.
 
     python-socketio documents client managers as its extension point
-    (``client_manager=``); this one overrides only where a queued emit is
-    handled on each host. Each host then emits to its own sockets through
-    FastEmitManager (one frame encoding per broadcast): in the method order,
-    it comes after the Redis manager and before python-socketio's Manager.
+    (``client_manager=``). In the method order, FastEmitManager comes after
+    the Redis manager and before python-socketio's Manager, so every local
+    emit (those the queue brings in, and ``ignore_queue`` ones) encodes each
+    frame once.
     """
 
-    def __init__(self, url: str, sequencer: RoomSequencer, namespace: str) -> None:
+    def __init__(self, url: str) -> None:
         super().__init__(url, channel="chatapp")
-        self.sequencer = sequencer
-        self.chat_namespace = namespace
-        sequencer.emit_local = super()._handle_emit
-
-    def _handle_emit(self, message: dict[str, Any]) -> None:
-        if message.get("event") == "message" and message.get("namespace") == self.chat_namespace:
-            self.sequencer.offer(message)
-        else:
-            super()._handle_emit(message)

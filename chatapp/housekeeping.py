@@ -1,7 +1,9 @@
 """Per-process upkeep for a store shared by several processes (Redis).
 
-One background task per process: it fills delivery gaps from the store,
-renews the leases of this process's connections, and detaches connections
+Two background tasks per process. One listens for the messages other
+processes record in this process's rooms (chatapp.delivery). The other fills
+delivery gaps from the store, renews the leases of this process's
+connections (and so its place in their rooms), and detaches connections
 whose process died (their leases ran out), so that a ``kill -9`` leaves no
 ghost member for longer than the lease plus the leave grace.
 """
@@ -13,7 +15,9 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from chatapp.delivery import DeliveryListener
 from chatapp.delivery import RoomSequencer
+from chatapp.delivery import SharedStore
 from chatapp.extensions import socketio
 from chatapp.rooms import RoomRegistry
 from chatapp.stores.base import StoreUnavailable
@@ -33,18 +37,22 @@ class Housekeeper:
         sequencer: RoomSequencer,
         local_connections: Callable[[], list[tuple[str, str, str]]],
         detach: Callable[[str, str, str], None],
+        members: Callable[[str, tuple[str, ...]], None],
     ) -> None:
         self.app = app
         self.registry = registry
         self.sequencer = sequencer
         self.local_connections = local_connections
         self.detach = detach
+        store: SharedStore = registry.store  # type: ignore[assignment]  # only shared stores
+        self.listener = DeliveryListener(store, sequencer, members)
         self.started = False
 
     def start(self) -> None:
-        """Start the loop once in this process."""
+        """Start both loops once in this process."""
         if not self.started:
             self.started = True
+            socketio.start_background_task(self.listener.run, socketio.sleep)
             socketio.start_background_task(self._run)
 
     def _run(self) -> None:

@@ -131,6 +131,8 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         if membership is None:
             refuse("not_joined")
         code, member_id, sid = membership.code, membership.member_id, current_sid()
+        if self.broadcaster.sequencer is not None and self._housekeeper is None:
+            self._start_housekeeping()  # before this process gets its first room's messages
         with self.broadcaster.lock(code):
             try:
                 welcome = get_registry().connect(code, member_id, sid, auth.get("last_id"))
@@ -147,8 +149,6 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
                 self.broadcaster.message(code, welcome.notice)
                 self.broadcaster.members(code, welcome.members)
             self.broadcaster.admit(code, sid, welcome.joined_payload(), welcome.latest_id)
-        if self.broadcaster.sequencer is not None and self._housekeeper is None:
-            self._start_housekeeping()
 
     def on_disconnect(self, reason: object = None) -> None:
         """Detach the connection; end the membership after the grace period."""
@@ -290,5 +290,6 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             sequencer,
             self.local_connections,
             lambda code, member_id, sid: self._detach(app, code, member_id, sid),
+            lambda code, names: self.broadcaster.members(code, names),
         )
         self._housekeeper.start()

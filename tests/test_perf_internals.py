@@ -68,9 +68,9 @@ def test_manager_emit_signature_and_helpers():
     assert hasattr(socketio.Server, "_send_eio_packet")
     assert "environ" in vars(socketio.Server(async_mode="threading"))
     # The Redis manager must reach FastEmitManager.emit through super().
-    from chatapp.delivery import OrderedRedisManager
+    from chatapp.delivery import RedisFastEmitManager
 
-    mro = OrderedRedisManager.__mro__
+    mro = RedisFastEmitManager.__mro__
     assert mro.index(socketio.PubSubManager) < mro.index(FastEmitManager)
     assert mro.index(FastEmitManager) < mro.index(socketio.Manager)
 

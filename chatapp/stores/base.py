@@ -116,6 +116,15 @@ class Appended:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message another process recorded, as a shared store sends it on."""
+
+    room: str
+    message: Message
+    members: tuple[str, ...] | None = None  # the member list, when it changed
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """The room sizes and timings a store needs to apply atomically."""
 

@@ -5,7 +5,8 @@
 -- KEYS[1]  the room's base key "<prefix>{CODE}" (or a bucket key)
 -- KEYS[2]  the lease index, a sorted set of "CODE|member|connection" by deadline
 -- ARGV[1]  operation name, ARGV[2] now (epoch seconds, the app's clock),
--- ARGV[3]  limits as JSON, ARGV[4...] the operation's arguments.
+-- ARGV[3]  limits as JSON, ARGV[4] the calling process's host id,
+-- ARGV[5...] the operation's arguments.
 --
 -- A room is a hash (last message id, join sequence, idle-since) plus:
 --   :m  member id -> member JSON     :h  name key -> member id
@@ -13,19 +14,27 @@
 --   :o  present members by join order (the `members` list)
 --   :l  history, JSON messages oldest first
 --   :c  "member|cid" -> message id,  :ci message id -> "member|cid"
+--   :s  host id -> lease deadline: the processes that hold sockets of the room
 -- Member JSON: n name, k name keys, cb connect-by deadline, p present (0/1),
 -- cs connections {id: lease deadline}, e epoch (bumped when the last
 -- connection goes), st/sa send tokens and when, ty last relayed typing.
+--
+-- Every message recorded here is published at once to each other process
+-- in :s, on its own channel "<prefix>host:<id>", as JSON {r: code, m:
+-- message, p: present names when they changed}: the recording process
+-- delivers to its own sockets, and nothing waits for a second round trip.
 
 local R = KEYS[1]
 local LEASES = KEYS[2]
 local OP = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local LIMITS = cjson.decode(ARGV[3])
-local M, H, F, FO, O, L, C, CI =
-  R .. ':m', R .. ':h', R .. ':f', R .. ':fo', R .. ':o', R .. ':l', R .. ':c', R .. ':ci'
-local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI}
+local HOST = ARGV[4]
+local M, H, F, FO, O, L, C, CI, S =
+  R .. ':m', R .. ':h', R .. ':f', R .. ':fo', R .. ':o', R .. ':l', R .. ':c', R .. ':ci', R .. ':s'
+local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI, S}
 local CODE = string.match(R, '{(.*)}')
+local PREFIX = string.match(LEASES, '^(.*)leases$')
 -- A member whose last connection went holds this lease entry for the leave
 -- grace, so that any live process ends the membership if the process that
 -- saw it go dies first (or is shutting down).
@@ -123,6 +132,25 @@ local function drop_stale()
   end
 end
 
+-- Send a recorded message (and the member list, when it changed) to every
+-- other process whose sockets are in the room and whose lease runs.
+local function publish(message, names_json)
+  local hosts = redis.call('HGETALL', S)
+  if #hosts <= 2 and (#hosts == 0 or hosts[1] == HOST) then return end
+  local payload = '{"r":' .. cjson.encode(CODE) .. ',"m":' .. message
+  if names_json then payload = payload .. ',"p":' .. names_json end
+  payload = payload .. '}'
+  for i = 1, #hosts, 2 do
+    if hosts[i] ~= HOST then
+      if tonumber(hosts[i + 1]) < NOW then
+        redis.call('HDEL', S, hosts[i])  -- that process stopped renewing: it died
+      else
+        redis.call('PUBLISH', PREFIX .. 'host:' .. hosts[i], payload)
+      end
+    end
+  end
+end
+
 local function record(kind, name, text, ts, cid_key)
   local id = redis.call('HINCRBY', R, 'last', 1)
   local message = cjson.encode({id = id, kind = kind, name = name, text = text, ts = ts})
@@ -156,7 +184,7 @@ end
 local function end_membership(id, member)
   unseat(id, member)
   local notice = false
-  if member.p == 1 then notice = record('leave', member.n, '', ARGV[4]) end
+  if member.p == 1 then notice = record('leave', member.n, '', ARGV[5]) end
   if redis.call('ZCARD', O) == 0 then
     local since = NOW
     local all = redis.call('HVALS', M)
@@ -202,8 +230,8 @@ function ops.create_room()
   if live_room() then return 0 end
   delete_room()
   redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '')
-  seat(ARGV[4], ARGV[5], cjson.decode(ARGV[6]), tonumber(ARGV[7]))
-  set_idle(tonumber(ARGV[7]))
+  seat(ARGV[5], ARGV[6], cjson.decode(ARGV[7]), tonumber(ARGV[8]))
+  set_idle(tonumber(ARGV[8]))
   return 1
 end
 
@@ -217,14 +245,14 @@ function ops.add_member()
   local idle = live_room()
   if not idle then return 'no_room' end
   drop_stale()
-  local id, keys, connect_by = ARGV[4], cjson.decode(ARGV[6]), tonumber(ARGV[7])
+  local id, keys, connect_by = ARGV[5], cjson.decode(ARGV[7]), tonumber(ARGV[8])
   if redis.call('HEXISTS', M, id) == 1 then return 'already' end
   for _, key in ipairs(keys) do
     if redis.call('HEXISTS', H, key) == 1 then return 'name_taken' end
   end
   if redis.call('HLEN', M) >= LIMITS.max_members then return 'full' end
   forget_former(id)
-  seat(id, ARGV[5], keys, connect_by)
+  seat(id, ARGV[6], keys, connect_by)
   if idle ~= '' then
     set_idle(math.max(tonumber(idle), connect_by))
   end
@@ -236,7 +264,7 @@ function ops.has_membership()
   if not live_room() then return 0 end
   drop_stale()
   refresh_idle_expiry()
-  if redis.call('HEXISTS', M, ARGV[4]) == 1 or redis.call('HEXISTS', F, ARGV[4]) == 1 then
+  if redis.call('HEXISTS', M, ARGV[5]) == 1 or redis.call('HEXISTS', F, ARGV[5]) == 1 then
     return 1
   end
   return 0
@@ -246,7 +274,7 @@ end
 function ops.connect()
   if not live_room() then return reply('no_room') end
   drop_stale()
-  local id, conn = ARGV[5], ARGV[6]
+  local id, conn = ARGV[6], ARGV[7]
   local member = get_member(id)
   if not member then
     local former = redis.call('HGET', F, id)
@@ -267,27 +295,30 @@ function ops.connect()
     seat(id, former.n, former.k, NOW)
     member = get_member(id)
   end
-  local lease_until = tonumber(ARGV[9])
+  local lease_until = tonumber(ARGV[10])
   member.cs[conn] = lease_until
   redis.call('ZADD', LEASES, lease_until, CODE .. '|' .. id .. '|' .. conn)
   redis.call('ZREM', LEASES, gone_entry(id))
+  -- From now on this process gets the room's messages (its history ends here).
+  redis.call('HSET', S, HOST, lease_until)
   local notice = false
   if member.p == 0 then
     member.p = 1
     redis.call('ZADD', O, redis.call('HINCRBY', R, 'seq', 1), id)
     set_busy()
-    notice = record('join', member.n, '', ARGV[4])
+    notice = record('join', member.n, '', ARGV[5])
   end
   put_member(id, member)
-  local messages, truncated = history(tonumber(ARGV[7]), tonumber(ARGV[8]))
+  local names = cjson.encode(present_names())
+  if notice then publish(notice, names) end
+  local messages, truncated = history(tonumber(ARGV[8]), tonumber(ARGV[9]))
   local last = redis.call('HGET', R, 'last')
-  return reply('connected', member.n, notice, last, truncated,
-    cjson.encode(present_names()), unpack(messages))
+  return reply('connected', member.n, notice, last, truncated, names, unpack(messages))
 end
 
 -- ARGV: member_id, conn_id
 function ops.disconnect()
-  local id, conn = ARGV[4], ARGV[5]
+  local id, conn = ARGV[5], ARGV[6]
   redis.call('ZREM', LEASES, CODE .. '|' .. id .. '|' .. conn)
   local member = get_member(id)
   if not member or not member.cs[conn] then return false end
@@ -304,7 +335,7 @@ end
 
 -- ARGV: ts, member_id, token (-1: whatever the epoch, from the sweep)
 function ops.end_if_gone()
-  local id, token = ARGV[5], tonumber(ARGV[6])
+  local id, token = ARGV[6], tonumber(ARGV[7])
   if token == -1 then redis.call('ZREM', LEASES, gone_entry(id)) end
   local member = get_member(id)
   if not member or has_conns(member) then return false end
@@ -312,26 +343,30 @@ function ops.end_if_gone()
   local notice = end_membership(id, member)
   remember_former(id, member)
   refresh_idle_expiry()
-  return reply(notice, cjson.encode(present_names()))
+  local names = cjson.encode(present_names())
+  if notice then publish(notice, names) end
+  return reply(notice, names)
 end
 
 -- ARGV: ts, member_id
 function ops.leave()
   if not live_room() then return false end
-  local id = ARGV[5]
+  local id = ARGV[6]
   forget_former(id)
   local member = get_member(id)
   if not member then return false end
   local notice = end_membership(id, member)
   local conns = {}
   for conn in pairs(member.cs) do conns[#conns + 1] = conn end
-  return reply(notice, cjson.encode(present_names()), unpack(conns))
+  local names = cjson.encode(present_names())
+  if notice then publish(notice, names) end
+  return reply(notice, names, unpack(conns))
 end
 
 -- ARGV: ts, member_id, text, cid ('' for none), rate, burst
 function ops.append()
   if not live_room() then return reply('not_member') end
-  local id, cid = ARGV[5], ARGV[7]
+  local id, cid = ARGV[6], ARGV[8]
   local member = get_member(id)
   if not member or member.p == 0 then return reply('not_member') end
   local cid_key = false
@@ -340,7 +375,7 @@ function ops.append()
     local first = redis.call('HGET', C, cid_key)
     if first then return reply('duplicate', first) end
   end
-  local rate, burst = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local rate, burst = tonumber(ARGV[9]), tonumber(ARGV[10])
   local tokens = member.st
   if tokens < 0 then tokens = burst end
   tokens = math.min(burst, tokens + (NOW - member.sa) * rate)
@@ -352,14 +387,16 @@ function ops.append()
   end
   member.st = tokens - 1
   put_member(id, member)
-  return reply('recorded', record('chat', member.n, ARGV[6], ARGV[4], cid_key))
+  local message = record('chat', member.n, ARGV[7], ARGV[5], cid_key)
+  publish(message)
+  return reply('recorded', message)
 end
 
 -- ARGV: member_id, interval
 function ops.touch_typing()
-  local id = ARGV[4]
+  local id = ARGV[5]
   local member = get_member(id)
-  if not member or member.p == 0 or NOW - member.ty < tonumber(ARGV[5]) then return false end
+  if not member or member.p == 0 or NOW - member.ty < tonumber(ARGV[6]) then return false end
   member.ty = NOW
   put_member(id, member)
   return member.n
@@ -367,13 +404,13 @@ end
 
 -- KEYS[1] is the bucket. ARGV: rate, burst, take (1 or 0)
 function ops.bucket()
-  local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
   local state = redis.call('HMGET', R, 'tokens', 'at')
   local tokens = burst
   if state[1] then
     tokens = math.min(burst, tonumber(state[1]) + (NOW - tonumber(state[2])) * rate)
   end
-  if ARGV[6] == '0' then return tostring(tokens) end
+  if ARGV[7] == '0' then return tostring(tokens) end
   local wait = 0
   if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
   redis.call('HSET', R, 'tokens', tostring(tokens), 'at', tostring(NOW))
@@ -381,20 +418,27 @@ function ops.bucket()
   return tostring(wait)
 end
 
--- ARGV: lease_until, then CODE|member|conn entries. Refresh this process's leases.
+-- ARGV: lease_until, then CODE|member|conn entries. Refresh this process's
+-- leases, and its place in those rooms' :s (set when it connected there).
 function ops.renew()
-  local until_ = tonumber(ARGV[4])
-  for i = 5, #ARGV do
+  local until_ = tonumber(ARGV[5])
+  local rooms = {}
+  for i = 6, #ARGV do
     if redis.call('ZSCORE', LEASES, ARGV[i]) then
       redis.call('ZADD', LEASES, 'XX', until_, ARGV[i])
     end
+    rooms[string.match(ARGV[i], '^[^|]*')] = true
+  end
+  for code in pairs(rooms) do
+    local hosts = PREFIX .. '{' .. code .. '}:s'
+    if redis.call('HEXISTS', hosts, HOST) == 1 then redis.call('HSET', hosts, HOST, until_) end
   end
   return 1
 end
 
 -- ARGV: limit. Connections whose lease ran out (their process died).
 function ops.expired()
-  return redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[4]))
+  return redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[5]))
 end
 
 -- ARGV: after_id, upto_id. Retained messages in (after, upto].
@@ -402,8 +446,8 @@ function ops.messages()
   local last = tonumber(redis.call('HGET', R, 'last') or '0')
   local size = redis.call('LLEN', L)
   local oldest = last - size + 1
-  local from = math.max(tonumber(ARGV[4]) + 1, oldest) - oldest
-  local to = math.min(tonumber(ARGV[5]), last) - oldest
+  local from = math.max(tonumber(ARGV[5]) + 1, oldest) - oldest
+  local to = math.min(tonumber(ARGV[6]), last) - oldest
   if to < from then return {} end
   return redis.call('LRANGE', L, from, to)
 end

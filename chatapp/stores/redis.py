@@ -3,12 +3,20 @@
 Each operation is one call of one Lua script (``redis.lua``), so every read
 then write is atomic across processes. The script keeps the same data
 shapes and rules as MemoryStore; the contract tests hold both to them.
+
+Each store is one process's view: it has a host id, and every message the
+script records is published, in the same call, to the other processes whose
+sockets are in that room (``deliveries`` reads what others publish to this
+one). So recording a line and sending it to the other hosts cost one round
+trip, and a process with every socket of a room publishes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -19,6 +27,7 @@ from chatapp.stores.base import Appended
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Connected
 from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import Delivery
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
 from chatapp.stores.base import Message
@@ -28,15 +37,22 @@ from chatapp.stores.base import StoreUnavailable
 # A send must answer within 2 s when Redis is gone (PROTOCOL.md: unavailable).
 SOCKET_TIMEOUT_SECONDS = 1.0
 KEY_PREFIX = "chat:"
+LISTEN_SECONDS = 5.0
 
 
 def _message(raw: str | bytes) -> Message:
-    data = json.loads(raw)
+    return _message_from(json.loads(raw))
+
+
+def _message_from(data: dict[str, Any]) -> Message:
     return Message(int(data["id"]), data["kind"], data["name"], data["text"], data["ts"])
 
 
 def _names(raw: str | bytes) -> tuple[str, ...]:
-    names = json.loads(raw)
+    return _name_list(json.loads(raw))
+
+
+def _name_list(names: object) -> tuple[str, ...]:
     return tuple(names) if isinstance(names, list) else ()  # cjson writes [] as {}
 
 
@@ -46,6 +62,8 @@ class RedisStore:
     def __init__(self, url: str, limits: Limits, *, prefix: str = KEY_PREFIX) -> None:
         self.limits = limits
         self.prefix = prefix
+        self.host_id = uuid.uuid4().hex
+        self.channel = f"{prefix}host:{self.host_id}"  # what others publish to us
         self.client = redis.Redis.from_url(
             url,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
@@ -69,7 +87,8 @@ class RedisStore:
     def _run(self, op: str, key: str, now: float, *args: Any) -> Any:
         try:
             return self._script(
-                keys=[key, self._leases], args=[op, repr(now), self._limits_json, *args]
+                keys=[key, self._leases],
+                args=[op, repr(now), self._limits_json, self.host_id, *args],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailable(str(error)) from error
@@ -238,6 +257,45 @@ class RedisStore:
     def purge(self, now: float) -> int:
         """Do nothing: Redis expires idle rooms and buckets by itself."""
         return 0
+
+    # -- deliveries from other processes -------------------------------------
+
+    def deliveries(self) -> Iterator[Delivery]:
+        """Yield what other processes record in rooms where this one has sockets.
+
+        Blocks; raises StoreUnavailable when the connection to Redis is lost
+        (what was published meanwhile is lost too: the caller fills the gap
+        from ``messages``).
+        """
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self.channel)
+            while True:
+                # A bounded wait, so that the client's health checks run.
+                item = pubsub.get_message(timeout=LISTEN_SECONDS)
+                delivery = _delivery(item.get("data")) if item is not None else None
+                if delivery is not None:
+                    yield delivery
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(str(error)) from error
+        finally:
+            pubsub.close()
+
+
+def _delivery(raw: object) -> Delivery | None:
+    """Parse one publication of redis.lua (None for anything else)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        data = json.loads(raw)
+        names = data.get("p")
+        return Delivery(
+            str(data["r"]),
+            _message_from(data["m"]),
+            None if names is None else _name_list(names),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _member_args(member: NewMember) -> tuple[str, str, str, str]:

@@ -1,0 +1,236 @@
+"""Delivery across processes: the RoomSequencer's order, and RedisStore's publications.
+
+The sequencer is tested with a fake store (pure rules); the publications on a
+real redis-server, with two RedisStores standing for two processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chatapp.delivery import GAP_WAIT_SECONDS
+from chatapp.delivery import RoomSequencer
+from chatapp.stores import Limits
+from chatapp.stores.base import Message
+from chatapp.stores.base import NewMember
+from chatapp.stores.redis import _delivery
+from chatapp.stores.redis import RedisStore
+
+
+def line(message_id: int, text: str = "") -> Message:
+    return Message(message_id, "chat", "ada", text or f"line {message_id}", "ts")
+
+
+class FakeStore:
+    """What the sequencer asks of a store: retained messages and newest ids."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[Message]] = {}
+
+    def record(self, code: str, count: int) -> list[Message]:
+        start = len(self.lines.setdefault(code, [])) + 1
+        new = [line(i) for i in range(start, start + count)]
+        self.lines[code].extend(new)
+        return new
+
+    def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
+        return [m for m in self.lines.get(code, []) if after_id < m.id <= upto_id]
+
+    def latest_ids(self, codes: list[str]) -> list[int]:
+        return [len(self.lines.get(code, [])) for code in codes]
+
+
+@pytest.fixture
+def sequencer():
+    """A sequencer over a FakeStore; ``.seen`` records (room, id, skipped sids)."""
+    store = FakeStore()
+    seq = RoomSequencer(store)
+    seq.seen = []
+    seq.sent = []
+    seq.deliver = lambda code, message, skip: seq.seen.append((code, message.id, skip))
+    seq.emit_to = lambda sid, event, data: seq.sent.append((sid, data["id"]))
+    seq.fake = store
+    return seq
+
+
+def test_messages_go_out_in_id_order_whatever_order_they_come_in(sequencer):
+    sequencer.admit("ABCD", "s1", 0, lambda: None)
+    for message_id in (2, 3, 1, 5, 4):
+        sequencer.offer("ABCD", line(message_id))
+    assert [i for _, i, _ in sequencer.seen] == [1, 2, 3, 4, 5]
+
+
+def test_repeats_and_rooms_without_local_sockets_deliver_nothing(sequencer):
+    sequencer.admit("ABCD", "s1", 3, lambda: None)
+    sequencer.offer("ABCD", line(2))  # in the history the socket got
+    sequencer.offer("ABCD", line(4))
+    sequencer.offer("ABCD", line(4))
+    sequencer.offer("WXYZ", line(1))  # no socket here
+    assert sequencer.seen == [("ABCD", 4, [])]
+
+
+def test_a_socket_is_not_sent_again_what_its_history_held(sequencer):
+    sequencer.admit("ABCD", "old", 2, lambda: None)
+    sequencer.admit("ABCD", "new", 4, lambda: None)  # its history reached id 4
+    for message_id in (3, 4, 5):
+        sequencer.offer("ABCD", line(message_id))
+    assert sequencer.seen == [("ABCD", 3, ["new"]), ("ABCD", 4, ["new"]), ("ABCD", 5, [])]
+
+
+def test_a_socket_whose_history_is_older_gets_what_was_delivered_since(sequencer):
+    sequencer.fake.record("ABCD", 5)
+    sequencer.admit("ABCD", "first", 3, lambda: None)
+    sequencer.offer("ABCD", line(4))
+    sequencer.offer("ABCD", line(5))
+    sequencer.admit("ABCD", "late", 3, lambda: None)  # its snapshot was taken before 4
+    assert sequencer.sent == [("late", 4), ("late", 5)]
+
+
+def test_a_gap_is_filled_from_the_store_after_the_wait(sequencer):
+    sequencer.admit("ABCD", "s1", 0, lambda: None)
+    sequencer.fake.record("ABCD", 3)
+    sequencer.offer("ABCD", line(3))  # 1 and 2 were lost on the way
+    sequencer.fill_gaps()
+    assert sequencer.seen == []  # the gap may still close by itself
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    sequencer.fill_gaps()
+    assert [i for _, i, _ in sequencer.seen] == [1, 2, 3]
+
+
+def test_losses_nothing_later_reveals_are_found_by_the_newest_id(sequencer):
+    sequencer.admit("ABCD", "s1", 0, lambda: None)
+    sequencer.fake.record("ABCD", 2)  # recorded elsewhere, never published here
+    sequencer.fill_gaps()
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    sequencer.fill_gaps()
+    assert [i for _, i, _ in sequencer.seen] == [1, 2]
+
+
+def test_ids_the_store_no_longer_retains_are_skipped(sequencer):
+    sequencer.admit("ABCD", "s1", 0, lambda: None)
+    sequencer.offer("ABCD", line(7))  # 1-6 are gone from the history
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    sequencer.fill_gaps()
+    sequencer.fill_gaps()
+    assert [i for _, i, _ in sequencer.seen] == [7]
+
+
+def test_the_room_is_forgotten_with_its_last_socket(sequencer):
+    sequencer.admit("ABCD", "s1", 0, lambda: None)
+    sequencer.admit("ABCD", "s2", 0, lambda: None)
+    sequencer.release("ABCD", "s1")
+    sequencer.offer("ABCD", line(1))
+    sequencer.release("ABCD", "s2")
+    sequencer.offer("ABCD", line(2))
+    assert [i for _, i, _ in sequencer.seen] == [1]
+
+
+def test_concurrent_offers_keep_the_order(sequencer):
+    sequencer.admit("ABCD", "s1", 0, lambda: None)
+    ids = list(range(1, 401))
+    threads = [
+        threading.Thread(
+            target=lambda part=ids[k::4]: [sequencer.offer("ABCD", line(i)) for i in part]
+        )
+        for k in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [i for _, i, _ in sequencer.seen] == ids
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, 17, "", "not json", "[]", '{"r":"ABCD"}', '{"r":"ABCD","m":{"id":"x"}}', b"{}"],
+)
+def test_unreadable_publications_are_ignored(raw):
+    assert _delivery(raw) is None
+
+
+# -- RedisStore's publications (real Redis) ---------------------------------------
+
+LIMITS = Limits(max_members=10, history_limit=50, idle_ttl=600)
+
+
+def collect(store: RedisStore, into: list, ready: threading.Event) -> None:
+    """Read ``store.deliveries()`` into ``into`` (in a thread) until the test ends."""
+    deliveries = store.deliveries()
+    ready.set()
+    try:
+        for delivery in deliveries:
+            into.append(delivery)
+    except Exception:  # noqa: BLE001 - the store was closed at teardown
+        return
+
+
+@pytest.fixture
+def two_hosts(redis_url):
+    """Two RedisStores (two processes) with ada in room ABCD; each listening."""
+    here, there = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
+    now = time.time()
+    here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    here.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
+    heard = {"here": [], "there": []}
+    for name, store in (("here", here), ("there", there)):
+        ready = threading.Event()
+        threading.Thread(target=collect, args=(store, heard[name], ready), daemon=True).start()
+        ready.wait(2)
+    time.sleep(0.2)  # the subscriptions are in place
+    yield here, there, heard
+    here.client.close()
+    there.client.close()
+
+
+def wait_for(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(0.01)
+
+
+@pytest.mark.redis
+def test_a_line_goes_to_the_other_hosts_of_the_room_only(two_hosts):
+    here, there, heard = two_hosts
+    now = time.time()
+    # ada connects through "here", bob through "there": both hosts are in the room.
+    here.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    there.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 30)
+    wait_for(lambda: [d.message.kind for d in heard["here"]] == ["join"])
+    assert heard["here"][0].members == ("ada", "bob")  # bob's notice, with the member list
+    result = here.append("ABCD", "ada", "hello", None, "ts", 5, 10, now)
+    wait_for(lambda: heard["there"] and heard["there"][-1].message.text == "hello")
+    assert heard["there"][-1].message == result.message
+    assert heard["there"][-1].members is None
+    time.sleep(0.2)
+    assert [d.message.kind for d in heard["here"]] == ["join"]  # never its own
+
+
+@pytest.mark.redis
+def test_a_host_without_sockets_there_hears_nothing(two_hosts):
+    here, there, heard = two_hosts
+    now = time.time()
+    here.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    here.append("ABCD", "ada", "alone", None, "ts", 5, 10, now)
+    time.sleep(0.3)
+    assert heard == {"here": [], "there": []}
+
+
+@pytest.mark.redis
+def test_a_host_whose_lease_ran_out_is_dropped_and_renewal_keeps_it(two_hosts):
+    here, there, heard = two_hosts
+    now = time.time()
+    here.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    there.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 2)  # a short lease
+    there.renew_leases([("ABCD", "bob", "c2")], now + 30)
+    here.append("ABCD", "ada", "renewed", None, "ts", 5, 10, now + 5)
+    wait_for(lambda: [d.message.text for d in heard["there"]][-1:] == ["renewed"])
+    # "there" dies: it stops renewing, and its place in the room lapses.
+    here.append("ABCD", "ada", "too late", None, "ts", 5, 10, now + 31)
+    time.sleep(0.3)
+    assert "too late" not in [d.message.text for d in heard["there"]]
+    assert not here.client.hexists("chat:{ABCD}:s", there.host_id)
