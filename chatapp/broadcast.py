@@ -2,18 +2,22 @@
 
 PROTOCOL.md: each socket receives a room's messages in increasing id order,
 with no gaps or repeats, across ``joined.history`` and the live ``message``
-events after it. Recording a message and handing it to the sockets happen
-under one lock per room, so two concurrent sends (greenlets or threads)
-cannot hand over ids 6 and 5 in that order, and a connecting socket takes
-its history snapshot and enters the room between two deliveries, never in
-the middle of one.
+events after it. With the memory store, recording a message and handing it
+to the sockets happen under one lock per room, so two concurrent sends
+(greenlets or threads) cannot hand over ids 6 and 5 in that order, and a
+connecting socket takes its history snapshot and enters the room between
+two deliveries, never in the middle of one. With a shared store, messages
+of other processes arrive in any order anyway, and the RoomSequencer
+(chatapp.delivery) puts them all in order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import zlib
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 
 from flask_socketio import SocketIO
 
@@ -41,8 +45,16 @@ class Broadcaster:
             sequencer.emit_to = self._emit_to
             sequencer.deliver = self._deliver_here
 
-    def lock(self, code: str) -> threading.Lock:
-        """Return the lock that orders room ``code``'s deliveries."""
+    def lock(self, code: str) -> AbstractContextManager[object]:
+        """Return the lock that orders room ``code``'s deliveries.
+
+        With a shared store, the sequencer orders them (whatever order the
+        store answers in), and lines sent at once share a round trip to the
+        store (chatapp.stores.batching): holding a lock around each would
+        send them one by one.
+        """
+        if self.sequencer is not None:
+            return contextlib.nullcontext()
         return self._locks[zlib.crc32(code.encode()) % LOCK_STRIPES]
 
     def admit(self, code: str, sid: str, joined: dict[str, object], latest_id: int) -> None:

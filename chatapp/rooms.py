@@ -7,6 +7,8 @@ It raises domain exceptions and never emits: the callers deliver.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import secrets
 import string
@@ -150,8 +152,18 @@ class Settings:
 
 def utc_timestamp(now: float) -> str:
     """Format ``now`` (epoch seconds) as ISO 8601 UTC with milliseconds and Z."""
-    moment = datetime.fromtimestamp(now, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Rounded to the microsecond first, the way datetime.fromtimestamp does.
+    fraction, whole = math.modf(now)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_utc_second(int(whole))}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    # Every message of the same second shares this part (strftime is the slow bit).
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class RoomRegistry:

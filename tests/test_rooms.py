@@ -7,8 +7,11 @@ on a real redis-server (marker ``redis``), so both keep the same rules.
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 import time
+from datetime import datetime
+from datetime import timezone
 
 import pytest
 
@@ -376,6 +379,18 @@ def test_post_records_and_numbers_messages(registry, clock):
         "text": "hello\nworld",
         "ts": utc_timestamp(clock()),
     }
+
+
+def test_utc_timestamp_rounds_as_datetime_does():
+    # The formatter caches each second's text; the milliseconds must round
+    # exactly as datetime.fromtimestamp's microseconds do, at every edge.
+    rng = random.Random(5)
+    edges = [0.0, 0.0005, 0.9995, 0.9999995, 0.0000005, 0.0000015, 0.5]
+    for _ in range(20_000):
+        now = rng.randrange(0, 4_000_000_000) + rng.choice([*edges, rng.random()])
+        moment = datetime.fromtimestamp(now, tz=timezone.utc)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert utc_timestamp(now) == expected, now
 
 
 def test_utc_timestamp_format():

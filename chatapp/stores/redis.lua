@@ -171,7 +171,7 @@ local function record(kind, name, text, ts, cid_key)
       end
     end
   end
-  return message
+  return message, id
 end
 
 local function present_names()
@@ -387,9 +387,9 @@ function ops.append()
   end
   member.st = tokens - 1
   put_member(id, member)
-  local message = record('chat', member.n, ARGV[7], ARGV[5], cid_key)
+  local message, message_id = record('chat', member.n, ARGV[7], ARGV[5], cid_key)
   publish(message)
-  return reply('recorded', message)
+  return reply('recorded', message_id, member.n)  -- the caller has the text and ts
 end
 
 -- ARGV: member_id, interval

@@ -17,6 +17,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -33,6 +34,7 @@ from chatapp.stores.base import Limits
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
 from chatapp.stores.base import StoreUnavailable
+from chatapp.stores.batching import GroupCommit
 
 # A send must answer within 2 s when Redis is gone (PROTOCOL.md: unavailable).
 SOCKET_TIMEOUT_SECONDS = 1.0
@@ -83,15 +85,32 @@ class RedisStore:
             }
         )
         self._leases = f"{prefix}leases"
+        # Lines sent at the same time share a round trip (chatapp.stores.batching).
+        self._appends: GroupCommit[tuple[str, list[Any]]] = GroupCommit(self._run_together)
 
-    def _run(self, op: str, key: str, now: float, *args: Any) -> Any:
+    def _run(self, op: str, key: str, now: float, *args: Any, together: bool = False) -> Any:
+        call = (key, [op, repr(now), self._limits_json, self.host_id, *args])
         try:
-            return self._script(
-                keys=[key, self._leases],
-                args=[op, repr(now), self._limits_json, self.host_id, *args],
-            )
+            if together:
+                return self._appends(call)
+            return self._script(keys=[key, self._leases], args=call[1])
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailable(str(error)) from error
+
+    def _run_together(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline (not a transaction: each is atomic alone)."""
+        if len(calls) == 1:
+            key, args = calls[0]
+            return [self._script(keys=[key, self._leases], args=args)]
+        pipe = self.client.pipeline(transaction=False)
+        for key, args in calls:
+            pipe.evalsha(self._script.sha, 2, key, self._leases, *args)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, redis.exceptions.NoScriptError):  # Redis lost its scripts
+                key, args = calls[i]
+                results[i] = self._script(keys=[key, self._leases], args=args)
+        return results
 
     def _room(self, code: str) -> str:
         return f"{self.prefix}{{{code}}}"
@@ -209,11 +228,20 @@ class RedisStore:
     ) -> Appended:
         """Record a chat line by a present member within its send budget."""
         reply = self._run(
-            "append", self._room(code), now, ts, member_id, text, cid or "", rate, burst
+            "append",
+            self._room(code),
+            now,
+            ts,
+            member_id,
+            text,
+            cid or "",
+            rate,
+            burst,
+            together=True,
         )
         outcome = AppendOutcome(reply[0])
         if outcome is AppendOutcome.RECORDED:
-            message = _message(reply[1])
+            message = Message(int(reply[1]), "chat", reply[2], text, ts)
             return Appended(outcome, message=message, message_id=message.id)
         if outcome is AppendOutcome.DUPLICATE:
             return Appended(outcome, message_id=int(reply[1]))
