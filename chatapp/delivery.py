@@ -72,6 +72,7 @@ class RoomSequencer:
         self.store = store
         self._rooms: dict[str, _RoomState] = {}
         self._lock = threading.RLock()
+        self._poll_requested = False
         self.deliver: Deliver = lambda code, message, skip: None
         self.emit_to: Callable[[str, str, Any], None] = lambda sid, event, data: None
 
@@ -117,11 +118,21 @@ class RoomSequencer:
             if state.early and state.gap_since is None:
                 state.gap_since = time.monotonic()
 
-    def fill_gaps(self) -> None:
-        """Fetch from the store what the publications lost or have held up too long."""
+    def poll_soon(self) -> None:
+        """Ask the next ``fill_gaps`` to look at every room's newest id (after an outage)."""
+        self._poll_requested = True
+
+    def fill_gaps(self, poll: bool = True) -> None:
+        """Fetch from the store what the publications lost or have held up too long.
+
+        Rooms holding early arrivals are always looked at; with ``poll`` (or
+        after ``poll_soon``) every room's newest id is read too, which finds
+        losses that no later message reveals.
+        """
         now = time.monotonic()
+        poll, self._poll_requested = poll or self._poll_requested, False
         with self._lock:
-            rooms = list(self._rooms.items())
+            rooms = [(code, state) for code, state in self._rooms.items() if poll or state.early]
         if not rooms:
             return
         try:
@@ -185,6 +196,7 @@ class DeliveryListener:
         """Listen until the process ends; ``sleep`` waits between attempts."""
         failures = 0
         while True:
+            self.sequencer.poll_soon()  # what was published while not listening
             try:
                 for delivery in self.store.deliveries():
                     failures = 0

@@ -23,6 +23,10 @@ from chatapp.rooms import RoomRegistry
 from chatapp.stores.base import StoreUnavailable
 
 TICK_SECONDS = 0.25
+# Publications are lost only while a process is not listening (an outage, a
+# restart), and the listener asks for a look at once when it listens again:
+# this regular look at every room's newest id is the safety net.
+POLL_EVERY_SECONDS = 1.0
 SWEEP_EVERY_SECONDS = 2.0
 RENEWALS_PER_LEASE = 3  # a lease survives two failed renewals in a row
 
@@ -56,13 +60,16 @@ class Housekeeper:
             socketio.start_background_task(self._run)
 
     def _run(self) -> None:
-        next_renew = next_sweep = 0.0
+        next_renew = next_sweep = next_poll = 0.0
         renew_every = self.registry.settings.connection_lease / RENEWALS_PER_LEASE
         while True:
             socketio.sleep(TICK_SECONDS)
             try:
-                self.sequencer.fill_gaps()
                 now = time.monotonic()
+                poll = now >= next_poll
+                if poll:
+                    next_poll = now + POLL_EVERY_SECONDS
+                self.sequencer.fill_gaps(poll)
                 if now >= next_renew:
                     next_renew = now + renew_every
                     self.registry.renew_leases(self.local_connections())

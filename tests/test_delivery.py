@@ -109,6 +109,22 @@ def test_losses_nothing_later_reveals_are_found_by_the_newest_id(sequencer):
     assert [i for _, i, _ in sequencer.seen] == [1, 2]
 
 
+def test_between_polls_only_rooms_with_a_gap_are_looked_at(sequencer):
+    for code in ("ABCD", "EFGH"):
+        sequencer.admit(code, "s-" + code, 0, lambda: None)
+        sequencer.fake.record(code, 2)
+    asked = []
+    latest_ids = sequencer.fake.latest_ids
+    sequencer.fake.latest_ids = lambda codes: asked.append(list(codes)) or latest_ids(codes)
+    sequencer.offer("ABCD", line(2))  # a gap: 1 is missing
+    sequencer.fill_gaps(poll=False)
+    assert asked == [["ABCD"]]
+    sequencer.poll_soon()  # the listener was away: look at every room once
+    sequencer.fill_gaps(poll=False)
+    sequencer.fill_gaps(poll=False)
+    assert asked[1:] == [["ABCD", "EFGH"], ["ABCD"]]
+
+
 def test_ids_the_store_no_longer_retains_are_skipped(sequencer):
     sequencer.admit("ABCD", "s1", 0, lambda: None)
     sequencer.offer("ABCD", line(7))  # 1-6 are gone from the history
