@@ -173,12 +173,10 @@ def test_unreadable_publications_are_ignored(raw):
 LIMITS = Limits(max_members=10, history_limit=50, idle_ttl=600)
 
 
-def collect(store: RedisStore, into: list, ready: threading.Event) -> None:
-    """Read ``store.deliveries()`` into ``into`` (in a thread) until the test ends."""
-    deliveries = store.deliveries()
-    ready.set()
+def collect(store: RedisStore, into: list) -> None:
+    """Read ``store.deliveries()`` into ``into`` (in a thread) until its client closes."""
     try:
-        for delivery in deliveries:
+        for delivery in store.deliveries():
             into.append(delivery)
     except Exception:  # noqa: BLE001 - the store was closed at teardown
         return
@@ -192,14 +190,16 @@ def two_hosts(redis_url):
     here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
     here.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
     heard = {"here": [], "there": []}
+    threads = []
     for name, store in (("here", here), ("there", there)):
-        ready = threading.Event()
-        threading.Thread(target=collect, args=(store, heard[name], ready), daemon=True).start()
-        ready.wait(2)
-    time.sleep(0.2)  # the subscriptions are in place
+        threads.append(threading.Thread(target=collect, args=(store, heard[name]), daemon=True))
+        threads[-1].start()
+        wait_for(lambda store=store: here.client.pubsub_numsub(store.channel)[0][1] == 1)
     yield here, there, heard
-    here.client.close()
-    there.client.close()
+    for store, thread in zip((here, there), threads, strict=True):
+        store.client.close()
+        thread.join(10)
+        assert not thread.is_alive()
 
 
 def wait_for(predicate, timeout=3.0):
@@ -250,3 +250,29 @@ def test_a_host_whose_lease_ran_out_is_dropped_and_renewal_keeps_it(two_hosts):
     time.sleep(0.3)
     assert "too late" not in [d.message.text for d in heard["there"]]
     assert not here.client.hexists("chat:{ABCD}:s", there.host_id)
+
+
+@pytest.mark.redis
+def test_lines_sent_together_survive_redis_losing_its_scripts(redis_url):
+    # After SCRIPT FLUSH (a Redis restart without persistence does the same)
+    # a batch of lines reloads the script and records every line once.
+    store = RedisStore(redis_url, LIMITS)
+    now = time.time()
+    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    store.client.script_flush()
+    ids = []
+    barrier = threading.Barrier(6)
+
+    def send(i):
+        barrier.wait()
+        ids.append(store.append("ABCD", "ada", f"line {i}", None, "ts", 100, 100, now).message_id)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(ids) == [2, 3, 4, 5, 6, 7]
+    assert [m.id for m in store.messages("ABCD", 0, 100)] == list(range(1, 8))
+    store.client.close()

@@ -13,6 +13,7 @@ trip, and a process with every socket of a room publishes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable
@@ -87,7 +88,10 @@ class RedisStore:
         )
         self._leases = f"{prefix}leases"
         # Lines sent at the same time share a round trip (chatapp.stores.batching).
-        self._appends: GroupCommit[tuple[str, list[Any]]] = GroupCommit(self._run_together)
+        # (A partial of the client, not a method: no cycle keeps the store alive.)
+        self._appends: GroupCommit[tuple[str, list[Any]]] = GroupCommit(
+            functools.partial(_run_together, self.client, self._script, self._leases)
+        )
 
     def _run(self, op: str, key: str, now: float, *args: Any, together: bool = False) -> Any:
         call = (key, [op, repr(now), self._limits_json, self.host_id, *args])
@@ -97,21 +101,6 @@ class RedisStore:
             return self._script(keys=[key, self._leases], args=call[1])
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailable(str(error)) from error
-
-    def _run_together(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        """Run script calls in one pipeline (not a transaction: each is atomic alone)."""
-        if len(calls) == 1:
-            key, args = calls[0]
-            return [self._script(keys=[key, self._leases], args=args)]
-        pipe = self.client.pipeline(transaction=False)
-        for key, args in calls:
-            pipe.evalsha(self._script.sha, 2, key, self._leases, *args)
-        results: list[Any] = pipe.execute(raise_on_error=False)
-        for i, result in enumerate(results):
-            if isinstance(result, redis.exceptions.NoScriptError):  # Redis lost its scripts
-                key, args = calls[i]
-                results[i] = self._script(keys=[key, self._leases], args=args)
-        return results
 
     def _room(self, code: str) -> str:
         return f"{self.prefix}{{{code}}}"
@@ -312,6 +301,24 @@ class RedisStore:
             raise StoreUnavailable(str(error)) from error
         finally:
             pubsub.close()
+
+
+def _run_together(
+    client: redis.Redis, script: Any, leases: str, calls: Sequence[tuple[str, list[Any]]]
+) -> list[Any]:
+    """Run script calls in one pipeline (not a transaction: each is atomic alone)."""
+    if len(calls) == 1:
+        key, args = calls[0]
+        return [script(keys=[key, leases], args=args)]
+    pipe = client.pipeline(transaction=False)
+    for key, args in calls:
+        pipe.evalsha(script.sha, 2, key, leases, *args)
+    results: list[Any] = pipe.execute(raise_on_error=False)
+    for i, result in enumerate(results):
+        if isinstance(result, redis.exceptions.NoScriptError):  # Redis lost its scripts
+            key, args = calls[i]
+            results[i] = script(keys=[key, leases], args=args)
+    return results
 
 
 def _delivery(raw: object) -> Delivery | None:
