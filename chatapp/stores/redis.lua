@@ -6,7 +6,10 @@
 -- KEYS[2]  the lease index, a sorted set of "CODE|member|connection" by deadline
 -- ARGV[1]  operation name, ARGV[2] now (epoch seconds, the app's clock),
 -- ARGV[3]  limits as JSON, ARGV[4] the calling process's host id,
--- ARGV[5...] the operation's arguments.
+-- ARGV[5]  a deadline on Redis's own clock ('' for none): a call that runs
+--          later, after the caller stopped waiting for its answer (a stalled
+--          or slowed Redis), does nothing and answers "~late",
+-- ARGV[6...] the operation's arguments.
 --
 -- A room is a hash (last message id, join sequence, idle-since) plus:
 --   :m  member id -> member JSON     :h  name key -> member id
@@ -30,6 +33,7 @@ local OP = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local LIMITS = cjson.decode(ARGV[3])
 local HOST = ARGV[4]
+local DEADLINE = tonumber(ARGV[5])
 local M, H, F, FO, O, L, C, CI, S =
   R .. ':m', R .. ':h', R .. ':f', R .. ':fo', R .. ':o', R .. ':l', R .. ':c', R .. ':ci', R .. ':s'
 local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI, S}
@@ -184,7 +188,7 @@ end
 local function end_membership(id, member)
   unseat(id, member)
   local notice = false
-  if member.p == 1 then notice = record('leave', member.n, '', ARGV[5]) end
+  if member.p == 1 then notice = record('leave', member.n, '', ARGV[6]) end
   if redis.call('ZCARD', O) == 0 then
     local since = NOW
     local all = redis.call('HVALS', M)
@@ -230,8 +234,8 @@ function ops.create_room()
   if live_room() then return 0 end
   delete_room()
   redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '')
-  seat(ARGV[5], ARGV[6], cjson.decode(ARGV[7]), tonumber(ARGV[8]))
-  set_idle(tonumber(ARGV[8]))
+  seat(ARGV[6], ARGV[7], cjson.decode(ARGV[8]), tonumber(ARGV[9]))
+  set_idle(tonumber(ARGV[9]))
   return 1
 end
 
@@ -245,14 +249,14 @@ function ops.add_member()
   local idle = live_room()
   if not idle then return 'no_room' end
   drop_stale()
-  local id, keys, connect_by = ARGV[5], cjson.decode(ARGV[7]), tonumber(ARGV[8])
+  local id, keys, connect_by = ARGV[6], cjson.decode(ARGV[8]), tonumber(ARGV[9])
   if redis.call('HEXISTS', M, id) == 1 then return 'already' end
   for _, key in ipairs(keys) do
     if redis.call('HEXISTS', H, key) == 1 then return 'name_taken' end
   end
   if redis.call('HLEN', M) >= LIMITS.max_members then return 'full' end
   forget_former(id)
-  seat(id, ARGV[6], keys, connect_by)
+  seat(id, ARGV[7], keys, connect_by)
   if idle ~= '' then
     set_idle(math.max(tonumber(idle), connect_by))
   end
@@ -264,7 +268,7 @@ function ops.has_membership()
   if not live_room() then return 0 end
   drop_stale()
   refresh_idle_expiry()
-  if redis.call('HEXISTS', M, ARGV[5]) == 1 or redis.call('HEXISTS', F, ARGV[5]) == 1 then
+  if redis.call('HEXISTS', M, ARGV[6]) == 1 or redis.call('HEXISTS', F, ARGV[6]) == 1 then
     return 1
   end
   return 0
@@ -274,7 +278,7 @@ end
 function ops.connect()
   if not live_room() then return reply('no_room') end
   drop_stale()
-  local id, conn = ARGV[6], ARGV[7]
+  local id, conn = ARGV[7], ARGV[8]
   local member = get_member(id)
   if not member then
     local former = redis.call('HGET', F, id)
@@ -295,7 +299,7 @@ function ops.connect()
     seat(id, former.n, former.k, NOW)
     member = get_member(id)
   end
-  local lease_until = tonumber(ARGV[10])
+  local lease_until = tonumber(ARGV[11])
   member.cs[conn] = lease_until
   redis.call('ZADD', LEASES, lease_until, CODE .. '|' .. id .. '|' .. conn)
   redis.call('ZREM', LEASES, gone_entry(id))
@@ -306,19 +310,19 @@ function ops.connect()
     member.p = 1
     redis.call('ZADD', O, redis.call('HINCRBY', R, 'seq', 1), id)
     set_busy()
-    notice = record('join', member.n, '', ARGV[5])
+    notice = record('join', member.n, '', ARGV[6])
   end
   put_member(id, member)
   local names = cjson.encode(present_names())
   if notice then publish(notice, names) end
-  local messages, truncated = history(tonumber(ARGV[8]), tonumber(ARGV[9]))
+  local messages, truncated = history(tonumber(ARGV[9]), tonumber(ARGV[10]))
   local last = redis.call('HGET', R, 'last')
   return reply('connected', member.n, notice, last, truncated, names, unpack(messages))
 end
 
 -- ARGV: member_id, conn_id
 function ops.disconnect()
-  local id, conn = ARGV[5], ARGV[6]
+  local id, conn = ARGV[6], ARGV[7]
   redis.call('ZREM', LEASES, CODE .. '|' .. id .. '|' .. conn)
   local member = get_member(id)
   if not member or not member.cs[conn] then return false end
@@ -335,7 +339,7 @@ end
 
 -- ARGV: ts, member_id, token (-1: whatever the epoch, from the sweep)
 function ops.end_if_gone()
-  local id, token = ARGV[6], tonumber(ARGV[7])
+  local id, token = ARGV[7], tonumber(ARGV[8])
   if token == -1 then redis.call('ZREM', LEASES, gone_entry(id)) end
   local member = get_member(id)
   if not member or has_conns(member) then return false end
@@ -351,7 +355,7 @@ end
 -- ARGV: ts, member_id
 function ops.leave()
   if not live_room() then return false end
-  local id = ARGV[6]
+  local id = ARGV[7]
   forget_former(id)
   local member = get_member(id)
   if not member then return false end
@@ -366,7 +370,7 @@ end
 -- ARGV: ts, member_id, text, cid ('' for none), rate, burst
 function ops.append()
   if not live_room() then return reply('not_member') end
-  local id, cid = ARGV[6], ARGV[8]
+  local id, cid = ARGV[7], ARGV[9]
   local member = get_member(id)
   if not member or member.p == 0 then return reply('not_member') end
   local cid_key = false
@@ -375,7 +379,7 @@ function ops.append()
     local first = redis.call('HGET', C, cid_key)
     if first then return reply('duplicate', first) end
   end
-  local rate, burst = tonumber(ARGV[9]), tonumber(ARGV[10])
+  local rate, burst = tonumber(ARGV[10]), tonumber(ARGV[11])
   local tokens = member.st
   if tokens < 0 then tokens = burst end
   tokens = math.min(burst, tokens + (NOW - member.sa) * rate)
@@ -387,16 +391,16 @@ function ops.append()
   end
   member.st = tokens - 1
   put_member(id, member)
-  local message, message_id = record('chat', member.n, ARGV[7], ARGV[5], cid_key)
+  local message, message_id = record('chat', member.n, ARGV[8], ARGV[6], cid_key)
   publish(message)
   return reply('recorded', message_id, member.n)  -- the caller has the text and ts
 end
 
 -- ARGV: member_id, interval
 function ops.touch_typing()
-  local id = ARGV[5]
+  local id = ARGV[6]
   local member = get_member(id)
-  if not member or member.p == 0 or NOW - member.ty < tonumber(ARGV[6]) then return false end
+  if not member or member.p == 0 or NOW - member.ty < tonumber(ARGV[7]) then return false end
   member.ty = NOW
   put_member(id, member)
   return member.n
@@ -404,13 +408,13 @@ end
 
 -- KEYS[1] is the bucket. ARGV: rate, burst, take (1 or 0)
 function ops.bucket()
-  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local rate, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
   local state = redis.call('HMGET', R, 'tokens', 'at')
   local tokens = burst
   if state[1] then
     tokens = math.min(burst, tonumber(state[1]) + (NOW - tonumber(state[2])) * rate)
   end
-  if ARGV[7] == '0' then return tostring(tokens) end
+  if ARGV[8] == '0' then return tostring(tokens) end
   local wait = 0
   if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
   redis.call('HSET', R, 'tokens', tostring(tokens), 'at', tostring(NOW))
@@ -421,9 +425,9 @@ end
 -- ARGV: lease_until, then CODE|member|conn entries. Refresh this process's
 -- leases, and its place in those rooms' :s (set when it connected there).
 function ops.renew()
-  local until_ = tonumber(ARGV[5])
+  local until_ = tonumber(ARGV[6])
   local rooms = {}
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     if redis.call('ZSCORE', LEASES, ARGV[i]) then
       redis.call('ZADD', LEASES, 'XX', until_, ARGV[i])
     end
@@ -438,7 +442,7 @@ end
 
 -- ARGV: limit. Connections whose lease ran out (their process died).
 function ops.expired()
-  return redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[5]))
+  return redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[6]))
 end
 
 -- ARGV: after_id, upto_id. Retained messages in (after, upto].
@@ -446,8 +450,8 @@ function ops.messages()
   local last = tonumber(redis.call('HGET', R, 'last') or '0')
   local size = redis.call('LLEN', L)
   local oldest = last - size + 1
-  local from = math.max(tonumber(ARGV[5]) + 1, oldest) - oldest
-  local to = math.min(tonumber(ARGV[6]), last) - oldest
+  local from = math.max(tonumber(ARGV[6]) + 1, oldest) - oldest
+  local to = math.min(tonumber(ARGV[7]), last) - oldest
   if to < from then return {} end
   return redis.call('LRANGE', L, from, to)
 end
@@ -456,4 +460,8 @@ function ops.latest_id()
   return tonumber(redis.call('HGET', R, 'last') or '0')
 end
 
+if DEADLINE then
+  local clock = redis.call('TIME')
+  if tonumber(clock[1]) + tonumber(clock[2]) / 1e6 > DEADLINE then return '~late' end
+end
 return ops[OP]()

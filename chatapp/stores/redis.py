@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -39,6 +40,14 @@ from chatapp.stores.batching import GroupCommit
 
 # A send must answer within 2 s when Redis is gone (PROTOCOL.md: unavailable).
 SOCKET_TIMEOUT_SECONDS = 1.0
+# A call that Redis runs more than this after it was sent does nothing (the
+# caller may have stopped waiting): a stalled Redis never records a line
+# that was answered ``unavailable``. Measured on Redis's clock, whose offset
+# from ours is read with TIME every CLOCK_CHECK_SECONDS.
+LATE_AFTER_SECONDS = SOCKET_TIMEOUT_SECONDS / 2
+CLOCK_CHECK_SECONDS = 60.0
+CLOCK_CHECK_MAX_ROUND_TRIP = 0.05  # a slower TIME round trip gives no good offset
+LATE = "~late"
 KEY_PREFIX = "chat:"
 LISTEN_SECONDS = 5.0
 RENEW_BATCH = 100
@@ -87,6 +96,8 @@ class RedisStore:
             }
         )
         self._leases = f"{prefix}leases"
+        self._clock_offset: float | None = None  # Redis's clock minus ours
+        self._next_clock_check = 0.0
         # Lines sent at the same time share a round trip (chatapp.stores.batching).
         # (A partial of the client, not a method: no cycle keeps the store alive.)
         self._appends: GroupCommit[tuple[str, list[Any]]] = GroupCommit(
@@ -94,13 +105,32 @@ class RedisStore:
         )
 
     def _run(self, op: str, key: str, now: float, *args: Any, together: bool = False) -> Any:
-        call = (key, [op, repr(now), self._limits_json, self.host_id, *args])
         try:
+            call = (key, [op, repr(now), self._limits_json, self.host_id, self._deadline(), *args])
             if together:
-                return self._appends(call)
-            return self._script(keys=[key, self._leases], args=call[1])
+                reply = self._appends(call)
+            else:
+                reply = self._script(keys=[key, self._leases], args=call[1])
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailable(str(error)) from error
+        if reply == LATE:
+            raise StoreUnavailable("Redis ran the call too late; it did nothing")
+        return reply
+
+    def _deadline(self) -> str:
+        """Return when, on Redis's clock, a call sent now must no longer run."""
+        now = time.time()
+        if now >= self._next_clock_check:
+            before = time.time()
+            seconds, micros = self.client.time()
+            after = time.time()
+            good = after - before <= CLOCK_CHECK_MAX_ROUND_TRIP
+            if good or self._clock_offset is None:
+                self._clock_offset = seconds + micros / 1e6 - (before + after) / 2
+            # A slow check gives a poor offset: check again in a second.
+            self._next_clock_check = after + (CLOCK_CHECK_SECONDS if good else 1.0)
+        assert self._clock_offset is not None
+        return repr(now + self._clock_offset + LATE_AFTER_SECONDS)
 
     def _room(self, code: str) -> str:
         return f"{self.prefix}{{{code}}}"

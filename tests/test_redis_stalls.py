@@ -1,0 +1,134 @@
+"""A stalled or slowed Redis: what was answered ``unavailable`` is never recorded.
+
+redis-server is stopped with SIGSTOP (it keeps every connection and the
+commands sent to it, and runs them when SIGCONT arrives), the way a
+swapping, overloaded or paused host stalls it. A call the store gave up on
+must then do nothing when Redis finally runs it: otherwise a line answered
+``unavailable`` would appear after all, and a client without a cid would
+send it twice.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+from liveserver import LiveServer
+from liveserver import Person
+from rawsocket import RawSocket
+
+from chatapp.stores import Limits
+from chatapp.stores import StoreUnavailable
+from chatapp.stores.base import NewMember
+from chatapp.stores.redis import RedisStore
+
+pytestmark = pytest.mark.redis
+
+LIMITS = Limits(max_members=10, history_limit=50, idle_ttl=600)
+
+
+def stall(redis_proc, seconds: float) -> threading.Thread:
+    """Stop redis-server now and let it go on after ``seconds`` (in a thread)."""
+    redis_proc.process.send_signal(signal.SIGSTOP)
+
+    def resume() -> None:
+        time.sleep(seconds)
+        redis_proc.process.send_signal(signal.SIGCONT)
+
+    thread = threading.Thread(target=resume)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def room(redis_proc):
+    """A RedisStore on a Redis of this test's own, with ada connected in ABCD."""
+    store = RedisStore(redis_proc.url, LIMITS)
+    now = time.time()
+    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    yield store
+    store.client.close()
+
+
+def test_a_line_sent_into_a_stall_is_not_recorded_when_redis_wakes(redis_proc, room):
+    resumed = stall(redis_proc, 1.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        room.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
+    assert time.monotonic() - started < 1.5  # answered before Redis came back
+    resumed.join()
+    time.sleep(0.2)  # Redis runs what it had queued
+    assert room.latest_id("ABCD") == 1  # the join notice only
+    resend = room.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
+    assert resend.message_id == 2
+    assert [m.text for m in room.messages("ABCD", 0, 10)] == ["", "into the stall"]
+
+
+def test_a_connect_into_a_stall_records_no_join(redis_proc, room):
+    now = time.time()
+    room.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
+    resumed = stall(redis_proc, 1.5)
+    with pytest.raises(StoreUnavailable):
+        room.connect("ABCD", "bob", "c2", None, 50, "ts", time.time(), time.time() + 30)
+    resumed.join()
+    time.sleep(0.2)
+    assert [m.kind for m in room.messages("ABCD", 0, 10)] == ["join"]  # ada's only
+    assert room.expired_connections(time.time() + 31) == [("ABCD", "ada", "c1")]
+
+
+def test_a_slow_redis_below_the_deadline_records_as_usual(redis_proc, room):
+    resumed = stall(redis_proc, 0.2)
+    appended = room.append("ABCD", "ada", "a little late", None, "ts", 5, 10, time.time())
+    resumed.join()
+    assert appended.message_id == 2
+
+
+@pytest.mark.parametrize("skew", [-120.0, 120.0])
+def test_the_deadline_is_on_redis_clock_whatever_ours_says(monkeypatch, redis_proc, room, skew):
+    # This host's clock is two minutes off from Redis's: lines still go through.
+    real = time.time
+    monkeypatch.setattr("chatapp.stores.redis.time.time", lambda: real() + skew)
+    fresh = RedisStore(redis_proc.url, LIMITS)
+    try:
+        appended = fresh.append("ABCD", "ada", "skewed", None, "ts", 5, 10, real())
+        assert appended.message_id == 2
+    finally:
+        fresh.client.close()
+
+
+@pytest.mark.server
+def test_a_stalled_redis_answers_unavailable_and_records_nothing(redis_proc, tmp_path, closing):
+    settings = {"STORE": redis_proc.url, "SEND_RATE": 100, "SEND_BURST": 100}
+    server = LiveServer(settings, tmp_path / "app").start()
+    closing(server)
+    ada, bob = Person(server.url), Person(server.url)
+    closing(ada)
+    closing(bob)
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+
+    def tab(person):
+        sock = RawSocket(server.url, cookie=person.cookie_header(), timeout=10)
+        closing(sock)
+        assert sock.connect({"room": code})[0] == "connect"
+        return sock
+
+    a, b = tab(ada), tab(bob)
+    assert a.call("send", {"text": "before"})["ok"]
+    resumed = stall(redis_proc, 2.5)
+    assert a.call("send", {"text": "stalled", "cid": "k1"}) == {"ok": False, "error": "unavailable"}
+    resumed.join()
+    time.sleep(1.5)  # Redis ran what it had queued; the sequencers looked
+    c = tab(bob)
+    (joined,) = c.read_until(lambda: c.received("joined"))
+    assert [m["text"] for m in joined["history"] if m["kind"] == "chat"] == ["before"]
+    resend = a.call("send", {"text": "stalled", "cid": "k1"})
+    assert resend["ok"] and resend["id"] == joined["latest_id"] + 1, (resend, joined)
+    b.read_until(lambda: any(m["id"] == resend["id"] for m in b.received("message")))
+    b.read_for(0.5)
+    texts = [m["text"] for m in b.received("message") if m["kind"] == "chat"]
+    assert texts == ["before", "stalled"]
+    assert "Traceback" not in server.log_text()
