@@ -257,3 +257,56 @@ def test_a_slow_consumer_does_not_stall_the_room(live, closing):
     assert time.monotonic() - started < 30
     bob.read_until(lambda: any(m["text"].startswith("399 ") for m in bob.received("message")), 10)
     assert server.health() == 200
+
+
+def rss_kib(pid):
+    """The resident memory of process ``pid`` in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.server
+def test_a_member_that_never_reads_costs_bounded_memory_then_is_cut_off(live, closing):
+    # 47 MB of lines go to a room where "slow" reads nothing. The server holds
+    # at most MAX_PENDING_BYTES (8 MiB) for it beyond what the kernel buffers,
+    # then closes its connection; everyone else gets every line. (A short
+    # history, so that the room's own memory stays out of the figure.)
+    server = live(MESSAGE_MAX_LENGTH=60000, MAX_FRAME_BYTES=65536, ROOM_HISTORY_LIMIT=10)
+    code, _, (ada, bob, slow) = chat_room(server, closing, names=("ada", "bob", "slow"))
+    slow.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    text = "m" * 59000
+    count = 800  # 800 x 59 KB = 47 MB
+    for sock in (ada, bob):
+        sock.read_for(0.2)
+    done = threading.Event()
+
+    def bob_reads():  # bob keeps up, in a thread of his own
+        while not done.is_set():
+            bob.read_for(0.1)
+            if any(m["text"].startswith(f"{count - 1} ") for m in bob.received("message")):
+                done.set()
+
+    reader = threading.Thread(target=bob_reads)
+    reader.start()
+    before = peak = rss_kib(server.pid)
+    try:
+        for i in range(count):
+            assert ada.call("send", {"text": f"{i} {text}"}, timeout=10)["ok"]
+            if i % 10 == 0:
+                peak = max(peak, rss_kib(server.pid))
+        assert done.wait(20)
+    finally:
+        done.set()
+        reader.join(10)
+    lines = [m["text"].split(" ", 1)[0] for m in bob.received("message") if m["kind"] == "chat"]
+    assert lines == [str(i) for i in range(count)]  # bob lost nothing, in order
+    grown_mib = (peak - before) / 1024
+    assert grown_mib < 16, f"the server grew by {grown_mib:.1f} MiB"
+    leave = bob.read_until(
+        lambda: [m for m in bob.received("message") if m["kind"] == "leave"], timeout=10
+    )
+    assert leave[0]["name"] == "slow"  # cut off, then its membership ended
+    assert server.health() == 200
