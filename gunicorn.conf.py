@@ -17,8 +17,9 @@ bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
 # its worker bounds frames to MAX_FRAME_BYTES before reading them.
 worker_class = "chatapp.worker.ChatWorker"
 workers = 1
-# Each socket holds a connection for its lifetime; the default 1000 stalls
-# joins past about a thousand open sockets.
+# Requests in flight at once (each has a greenlet). A WebSocket session lets
+# go of its request once the handshake is done (chatapp.transport), but a
+# long-polling one keeps one open; the default 1000 would stall those.
 worker_connections = 10000
 backlog = 1024
 
