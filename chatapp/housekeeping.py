@@ -25,8 +25,9 @@ from chatapp.stores.base import StoreUnavailable
 TICK_SECONDS = 0.25
 # Publications are lost only while a process is not listening (an outage, a
 # restart), and the listener asks for a look at once when it listens again:
-# this regular look at every room's newest id is the safety net.
-POLL_EVERY_SECONDS = 1.0
+# this regular look at every room's newest id is the safety net. (Every
+# second, its 500 reads at 2,000 sockets doubled the p99 of the rooms bench.)
+POLL_EVERY_SECONDS = 5.0
 SWEEP_EVERY_SECONDS = 2.0
 RENEWALS_PER_LEASE = 3  # a lease survives two failed renewals in a row
 
