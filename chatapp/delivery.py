@@ -12,9 +12,9 @@ n+1 only after id n, holds early arrivals, and fills what is missing from the
 store (after a short wait for a gap, and by a periodic look at the room's
 newest id for losses nothing later reveals).
 
-Everything else that crosses processes (typing, the member list a process
-changes without recording a message, disconnecting a socket of another
-process) goes through python-socketio's Redis queue.
+The member list travels with the join or leave notice that changed it.
+Everything else that crosses processes (typing, disconnecting a socket of
+another process) goes through python-socketio's Redis queue.
 """
 
 from __future__ import annotations

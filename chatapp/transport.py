@@ -177,7 +177,6 @@ class Connection(FrameWriter):
     """
 
     __slots__ = (
-        "sock",
         "session",
         "max_message_bytes",
         "_registry",
@@ -194,7 +193,6 @@ class Connection(FrameWriter):
 
     def __init__(self, sock: Any, max_message_bytes: int, registry: set[Connection]) -> None:
         super().__init__(sock)
-        self.sock = sock
         self.session: EngineSocket | None = None
         self.max_message_bytes = max_message_bytes
         self._registry = registry

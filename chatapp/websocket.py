@@ -1,4 +1,9 @@
-"""gevent-websocket, bounded: frames over MAX_FRAME_BYTES close the connection.
+"""gevent-websocket's handler: bounded frames, detaching, and frames written in batches.
+
+The handshake of every WebSocket is gevent-websocket's. A new Engine.IO
+session is then taken over by chatapp.transport (``ChatWebSocketHandler.
+detach``); what stays here (a long-polling session upgrading) reads through
+gevent-websocket, bounded as follows.
 
 gevent-websocket reads a whole message into memory before python-engineio
 checks its size, and engineio then counts characters, not bytes: one frame
@@ -107,7 +112,7 @@ class FrameWriter:
     """
 
     __slots__ = (
-        "_sock",
+        "sock",
         "_on_flushed",
         "_batch",
         "_pending",
@@ -117,7 +122,7 @@ class FrameWriter:
     )
 
     def __init__(self, sock: Any) -> None:
-        self._sock = sock  # a stdlib (not gevent) socket, non-blocking
+        self.sock = sock  # a stdlib (not gevent) socket, non-blocking
         self._on_flushed: Callable[[], None] | None = None
         self._batch: list[bytes] | None = None  # frames of this turn; None: none yet
         self._pending: list[bytes] | None = None  # refused by the kernel; None: none
@@ -156,7 +161,7 @@ class FrameWriter:
             self._pending = []
             self._queue(data[sent:])
             if not self.broken:
-                self._watcher = gevent.get_hub().loop.io(self._sock.fileno(), WRITE, ref=False)
+                self._watcher = gevent.get_hub().loop.io(self.sock.fileno(), WRITE, ref=False)
                 self._watcher.start(self._on_writable)
         elif self._on_flushed is not None:
             self._flushed()
@@ -181,14 +186,14 @@ class FrameWriter:
     def write_failed(self) -> None:
         """End the connection: whoever reads it sees EOF and cleans up."""
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
     def _send(self, data: bytes) -> int | None:
         """Send what the kernel takes now; None when the connection broke."""
         try:
-            sent: int = self._sock.send(data)
+            sent: int = self.sock.send(data)
         except BlockingIOError:
             return 0
         except OSError:

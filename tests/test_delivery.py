@@ -43,113 +43,119 @@ class FakeStore:
         return [len(self.lines.get(code, [])) for code in codes]
 
 
+class Local:
+    """A sequencer over a FakeStore, recording what it hands to this process's sockets."""
+
+    def __init__(self) -> None:
+        self.store = FakeStore()
+        self.sequencer = RoomSequencer(self.store)
+        self.seen: list[tuple[str, int, list[str]]] = []  # (room, id, sids skipped)
+        self.sent: list[tuple[str, int]] = []  # (sid, id) sent to one socket
+        self.sequencer.deliver = lambda code, message, skip: self.seen.append(
+            (code, message.id, skip)
+        )
+        self.sequencer.emit_to = lambda sid, event, data: self.sent.append((sid, data["id"]))
+
+
 @pytest.fixture
-def sequencer():
-    """A sequencer over a FakeStore; ``.seen`` records (room, id, skipped sids)."""
-    store = FakeStore()
-    seq = RoomSequencer(store)
-    seq.seen = []
-    seq.sent = []
-    seq.deliver = lambda code, message, skip: seq.seen.append((code, message.id, skip))
-    seq.emit_to = lambda sid, event, data: seq.sent.append((sid, data["id"]))
-    seq.fake = store
-    return seq
+def local():
+    return Local()
 
 
-def test_messages_go_out_in_id_order_whatever_order_they_come_in(sequencer):
-    sequencer.admit("ABCD", "s1", 0, lambda: None)
+def test_messages_go_out_in_id_order_whatever_order_they_come_in(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
     for message_id in (2, 3, 1, 5, 4):
-        sequencer.offer("ABCD", line(message_id))
-    assert [i for _, i, _ in sequencer.seen] == [1, 2, 3, 4, 5]
+        local.sequencer.offer("ABCD", line(message_id))
+    assert [i for _, i, _ in local.seen] == [1, 2, 3, 4, 5]
 
 
-def test_repeats_and_rooms_without_local_sockets_deliver_nothing(sequencer):
-    sequencer.admit("ABCD", "s1", 3, lambda: None)
-    sequencer.offer("ABCD", line(2))  # in the history the socket got
-    sequencer.offer("ABCD", line(4))
-    sequencer.offer("ABCD", line(4))
-    sequencer.offer("WXYZ", line(1))  # no socket here
-    assert sequencer.seen == [("ABCD", 4, [])]
+def test_repeats_and_rooms_without_local_sockets_deliver_nothing(local):
+    local.sequencer.admit("ABCD", "s1", 3, lambda: None)
+    local.sequencer.offer("ABCD", line(2))  # in the history the socket got
+    local.sequencer.offer("ABCD", line(4))
+    local.sequencer.offer("ABCD", line(4))
+    local.sequencer.offer("WXYZ", line(1))  # no socket here
+    assert local.seen == [("ABCD", 4, [])]
 
 
-def test_a_socket_is_not_sent_again_what_its_history_held(sequencer):
-    sequencer.admit("ABCD", "old", 2, lambda: None)
-    sequencer.admit("ABCD", "new", 4, lambda: None)  # its history reached id 4
+def test_a_socket_is_not_sent_again_what_its_history_held(local):
+    local.sequencer.admit("ABCD", "old", 2, lambda: None)
+    local.sequencer.admit("ABCD", "new", 4, lambda: None)  # its history reached id 4
     for message_id in (3, 4, 5):
-        sequencer.offer("ABCD", line(message_id))
-    assert sequencer.seen == [("ABCD", 3, ["new"]), ("ABCD", 4, ["new"]), ("ABCD", 5, [])]
+        local.sequencer.offer("ABCD", line(message_id))
+    assert local.seen == [("ABCD", 3, ["new"]), ("ABCD", 4, ["new"]), ("ABCD", 5, [])]
 
 
-def test_a_socket_whose_history_is_older_gets_what_was_delivered_since(sequencer):
-    sequencer.fake.record("ABCD", 5)
-    sequencer.admit("ABCD", "first", 3, lambda: None)
-    sequencer.offer("ABCD", line(4))
-    sequencer.offer("ABCD", line(5))
-    sequencer.admit("ABCD", "late", 3, lambda: None)  # its snapshot was taken before 4
-    assert sequencer.sent == [("late", 4), ("late", 5)]
+def test_a_socket_whose_history_is_older_gets_what_was_delivered_since(local):
+    local.store.record("ABCD", 5)
+    local.sequencer.admit("ABCD", "first", 3, lambda: None)
+    local.sequencer.offer("ABCD", line(4))
+    local.sequencer.offer("ABCD", line(5))
+    local.sequencer.admit("ABCD", "late", 3, lambda: None)  # its snapshot was taken before 4
+    assert local.sent == [("late", 4), ("late", 5)]
 
 
-def test_a_gap_is_filled_from_the_store_after_the_wait(sequencer):
-    sequencer.admit("ABCD", "s1", 0, lambda: None)
-    sequencer.fake.record("ABCD", 3)
-    sequencer.offer("ABCD", line(3))  # 1 and 2 were lost on the way
-    sequencer.fill_gaps()
-    assert sequencer.seen == []  # the gap may still close by itself
+def test_a_gap_is_filled_from_the_store_after_the_wait(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    local.store.record("ABCD", 3)
+    local.sequencer.offer("ABCD", line(3))  # 1 and 2 were lost on the way
+    local.sequencer.fill_gaps()
+    assert local.seen == []  # the gap may still close by itself
     time.sleep(GAP_WAIT_SECONDS + 0.05)
-    sequencer.fill_gaps()
-    assert [i for _, i, _ in sequencer.seen] == [1, 2, 3]
+    local.sequencer.fill_gaps()
+    assert [i for _, i, _ in local.seen] == [1, 2, 3]
 
 
-def test_losses_nothing_later_reveals_are_found_by_the_newest_id(sequencer):
-    sequencer.admit("ABCD", "s1", 0, lambda: None)
-    sequencer.fake.record("ABCD", 2)  # recorded elsewhere, never published here
-    sequencer.fill_gaps()
+def test_losses_nothing_later_reveals_are_found_by_the_newest_id(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    local.store.record("ABCD", 2)  # recorded elsewhere, never published here
+    local.sequencer.fill_gaps()
     time.sleep(GAP_WAIT_SECONDS + 0.05)
-    sequencer.fill_gaps()
-    assert [i for _, i, _ in sequencer.seen] == [1, 2]
+    local.sequencer.fill_gaps()
+    assert [i for _, i, _ in local.seen] == [1, 2]
 
 
-def test_between_polls_only_rooms_with_a_gap_are_looked_at(sequencer):
+def test_between_polls_only_rooms_with_a_gap_are_looked_at(local):
     for code in ("ABCD", "EFGH"):
-        sequencer.admit(code, "s-" + code, 0, lambda: None)
-        sequencer.fake.record(code, 2)
+        local.sequencer.admit(code, "s-" + code, 0, lambda: None)
+        local.store.record(code, 2)
     asked = []
-    latest_ids = sequencer.fake.latest_ids
-    sequencer.fake.latest_ids = lambda codes: asked.append(list(codes)) or latest_ids(codes)
-    sequencer.offer("ABCD", line(2))  # a gap: 1 is missing
-    sequencer.fill_gaps(poll=False)
+    latest_ids = local.store.latest_ids
+    local.store.latest_ids = lambda codes: asked.append(list(codes)) or latest_ids(codes)
+    local.sequencer.offer("ABCD", line(2))  # a gap: 1 is missing
+    local.sequencer.fill_gaps(poll=False)
     assert asked == [["ABCD"]]
-    sequencer.poll_soon()  # the listener was away: look at every room once
-    sequencer.fill_gaps(poll=False)
-    sequencer.fill_gaps(poll=False)
+    local.sequencer.poll_soon()  # the listener was away: look at every room once
+    local.sequencer.fill_gaps(poll=False)
+    local.sequencer.fill_gaps(poll=False)
     assert asked[1:] == [["ABCD", "EFGH"], ["ABCD"]]
 
 
-def test_ids_the_store_no_longer_retains_are_skipped(sequencer):
-    sequencer.admit("ABCD", "s1", 0, lambda: None)
-    sequencer.offer("ABCD", line(7))  # 1-6 are gone from the history
+def test_ids_the_store_no_longer_retains_are_skipped(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    local.sequencer.offer("ABCD", line(7))  # 1-6 are gone from the history
     time.sleep(GAP_WAIT_SECONDS + 0.05)
-    sequencer.fill_gaps()
-    sequencer.fill_gaps()
-    assert [i for _, i, _ in sequencer.seen] == [7]
+    local.sequencer.fill_gaps()
+    local.sequencer.fill_gaps()
+    assert [i for _, i, _ in local.seen] == [7]
 
 
-def test_the_room_is_forgotten_with_its_last_socket(sequencer):
-    sequencer.admit("ABCD", "s1", 0, lambda: None)
-    sequencer.admit("ABCD", "s2", 0, lambda: None)
-    sequencer.release("ABCD", "s1")
-    sequencer.offer("ABCD", line(1))
-    sequencer.release("ABCD", "s2")
-    sequencer.offer("ABCD", line(2))
-    assert [i for _, i, _ in sequencer.seen] == [1]
+def test_the_room_is_forgotten_with_its_last_socket(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    local.sequencer.admit("ABCD", "s2", 0, lambda: None)
+    local.sequencer.release("ABCD", "s1")
+    local.sequencer.offer("ABCD", line(1))
+    local.sequencer.release("ABCD", "s2")
+    local.sequencer.offer("ABCD", line(2))
+    assert [i for _, i, _ in local.seen] == [1]
 
 
-def test_concurrent_offers_keep_the_order(sequencer):
-    sequencer.admit("ABCD", "s1", 0, lambda: None)
+def test_concurrent_offers_keep_the_order(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
     ids = list(range(1, 401))
     threads = [
         threading.Thread(
-            target=lambda part=ids[k::4]: [sequencer.offer("ABCD", line(i)) for i in part]
+            target=lambda part=ids[k::4]: [local.sequencer.offer("ABCD", line(i)) for i in part]
         )
         for k in range(4)
     ]
@@ -157,7 +163,7 @@ def test_concurrent_offers_keep_the_order(sequencer):
         thread.start()
     for thread in threads:
         thread.join()
-    assert [i for _, i, _ in sequencer.seen] == ids
+    assert [i for _, i, _ in local.seen] == ids
 
 
 @pytest.mark.parametrize(
