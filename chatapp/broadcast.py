@@ -98,24 +98,17 @@ class Broadcaster:
         """
         self.here("members", {"members": list(names)}, code)
 
-    def here(self, event: str, data: object, code: str) -> None:
-        """Send an event to this process's sockets of a room only."""
+    def here(self, event: str, data: object, code: str, skip: list[str] | None = None) -> None:
+        """Send an event to this process's sockets of a room, but those in ``skip``."""
         if self.sequencer is None:
-            self.socketio.emit(event, data, to=code, namespace=self.namespace)
+            self.socketio.emit(event, data, to=code, skip_sid=skip, namespace=self.namespace)
         else:
             self.socketio.server.emit(
-                event, data, to=code, namespace=self.namespace, ignore_queue=True
+                event, data, to=code, skip_sid=skip, namespace=self.namespace, ignore_queue=True
             )
 
     def _deliver_here(self, code: str, message: Message, skip: list[str]) -> None:
-        self.socketio.server.emit(
-            "message",
-            message.to_dict(),
-            to=code,
-            skip_sid=skip or None,
-            namespace=self.namespace,
-            ignore_queue=True,
-        )
+        self.here("message", message.to_dict(), code, skip or None)
 
     def typing(self, code: str, name: str, skip: Iterable[str]) -> None:
         """Tell the room but the typist's connections that ``name`` is typing."""

@@ -130,11 +130,6 @@ class FrameWriter:
         self._watcher: Any = None  # the write watcher while something is pending
         self.broken = False
 
-    @property
-    def pending_bytes(self) -> int:
-        """Return how many bytes wait for the socket to become writable."""
-        return self._pending_bytes
-
     def write_frame(self, frame: bytes) -> None:
         """Add a whole frame to this turn's batch; it is written when the turn ends."""
         if self.broken:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import websocket
+from liveserver import Person
 
 CHAT = "/chat"
 
@@ -191,3 +192,29 @@ class RawSocket:
             pass
         finally:
             self.ws.shutdown()
+
+
+def chat_room(
+    server: Any, closing: Callable[[Any], None], names: Any = ("ada", "bob"), timeout: float = 5.0
+) -> tuple[str, list[Any], list[RawSocket]]:
+    """People in one new room of a live server, each with one raw socket.
+
+    Return ``(code, people, sockets)``; every socket has its ``joined``, and
+    ``closing`` gets everything to close at teardown.
+    """
+    people, sockets = [], []
+    code = None
+    for name in names:
+        person = Person(server.url)
+        closing(person)
+        if code is None:
+            code = person.create_room(name)
+        else:
+            person.join(code, name)
+        sock = RawSocket(server.url, cookie=person.cookie_header(), timeout=timeout)
+        closing(sock)
+        assert sock.connect({"room": code})[0] == "connect"
+        sock.read_until(lambda s=sock: s.received("joined"))
+        people.append(person)
+        sockets.append(sock)
+    return code, people, sockets

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from liveserver import LiveServer
 from liveserver import Person
+from rawsocket import chat_room
 from rawsocket import RawSocket
 
 
@@ -139,26 +140,6 @@ def live(tmp_path):
     yield start
     for server in servers:
         server.stop()
-
-
-def chat_room(server, closing, names=("ada", "bob")):
-    """People in one new room, each with one raw socket; return (code, people, sockets)."""
-    people, sockets = [], []
-    code = None
-    for name in names:
-        person = Person(server.url)
-        closing(person)
-        if code is None:
-            code = person.create_room(name)
-        else:
-            person.join(code, name)
-        sock = RawSocket(server.url, cookie=person.cookie_header())
-        closing(sock)
-        assert sock.connect({"room": code})[0] == "connect"
-        sock.read_until(lambda s=sock: s.received("joined"))
-        people.append(person)
-        sockets.append(sock)
-    return code, people, sockets
 
 
 @pytest.mark.server

@@ -50,6 +50,8 @@ def test_members_on_two_processes_chat_in_order(servers, live_people):
     code, ada, bob, a, b = ada_and_bob(servers, live_people)
     assert b.received("joined")[0]["members"] == ["ada", "bob"]
     a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+    # The member list bob's join changed reaches ada's process too, in join order.
+    a.wait_for(lambda c: c.received("members")[-1:] == [{"members": ["ada", "bob"]}])
     acks = []
 
     def send_many(client, who):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from liveserver import LiveServer
-from liveserver import Person
+from rawsocket import chat_room
 from rawsocket import RawSocket
 
 from chatapp.stores import Limits
@@ -104,25 +104,16 @@ def test_a_stalled_redis_answers_unavailable_and_records_nothing(redis_proc, tmp
     settings = {"STORE": redis_proc.url, "SEND_RATE": 100, "SEND_BURST": 100}
     server = LiveServer(settings, tmp_path / "app").start()
     closing(server)
-    ada, bob = Person(server.url), Person(server.url)
-    closing(ada)
-    closing(bob)
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
+    code, (_, bob), (a, b) = chat_room(server, closing, timeout=10)
 
-    def tab(person):
-        sock = RawSocket(server.url, cookie=person.cookie_header(), timeout=10)
-        closing(sock)
-        assert sock.connect({"room": code})[0] == "connect"
-        return sock
-
-    a, b = tab(ada), tab(bob)
     assert a.call("send", {"text": "before"})["ok"]
     resumed = stall(redis_proc, 2.5)
     assert a.call("send", {"text": "stalled", "cid": "k1"}) == {"ok": False, "error": "unavailable"}
     resumed.join()
     time.sleep(1.5)  # Redis ran what it had queued; the sequencers looked
-    c = tab(bob)
+    c = RawSocket(server.url, cookie=bob.cookie_header(), timeout=10)  # a new tab
+    closing(c)
+    assert c.connect({"room": code})[0] == "connect"
     (joined,) = c.read_until(lambda: c.received("joined"))
     assert [m["text"] for m in joined["history"] if m["kind"] == "chat"] == ["before"]
     resend = a.call("send", {"text": "stalled", "cid": "k1"})
