@@ -52,8 +52,12 @@ Deliver = Callable[[str, Message, list[str]], None]
 class SharedStore(Store, Protocol):
     """A store several processes share: it also sends on what others record."""
 
-    def deliveries(self) -> Iterator[Delivery]:
-        """Yield what other processes record in rooms with sockets here."""
+    def deliveries(self, on_listening: Callable[[], None]) -> Iterator[Delivery]:
+        """Yield what other processes record in rooms with sockets here.
+
+        ``on_listening()`` runs once the store will send on everything
+        recorded from then on.
+        """
 
 
 @dataclass
@@ -132,7 +136,12 @@ class RoomSequencer:
         now = time.monotonic()
         poll, self._poll_requested = poll or self._poll_requested, False
         with self._lock:
-            rooms = [(code, state) for code, state in self._rooms.items() if poll or state.early]
+            # A gap stays looked at until it is filled, however it was found.
+            rooms = [
+                (code, state)
+                for code, state in self._rooms.items()
+                if poll or state.early or state.gap_since is not None
+            ]
         if not rooms:
             return
         try:
@@ -140,6 +149,7 @@ class RoomSequencer:
             for (code, state), latest in zip(rooms, latest_ids, strict=True):
                 upto = max([latest, *state.early])
                 if upto <= state.delivered:
+                    state.gap_since = None  # closed meanwhile by a publication
                     continue
                 if state.gap_since is None:
                     state.gap_since = now
@@ -196,9 +206,11 @@ class DeliveryListener:
         """Listen until the process ends; ``sleep`` waits between attempts."""
         failures = 0
         while True:
-            self.sequencer.poll_soon()  # what was published while not listening
             try:
-                for delivery in self.store.deliveries():
+                # Once listening, look at every room's newest id for what was
+                # published before (polling any earlier leaves a window where
+                # a line is neither heard nor seen: found only 5 s later).
+                for delivery in self.store.deliveries(self.sequencer.poll_soon):
                     failures = 0
                     self.sequencer.offer(delivery.room, delivery.message)
                     if delivery.members is not None:

@@ -17,6 +17,7 @@ from chatapp.stores import Limits
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
 from chatapp.stores.redis import _delivery
+from chatapp.stores.redis import _run_together
 from chatapp.stores.redis import RedisStore
 
 
@@ -109,9 +110,9 @@ def test_a_gap_is_filled_from_the_store_after_the_wait(local):
 def test_losses_nothing_later_reveals_are_found_by_the_newest_id(local):
     local.sequencer.admit("ABCD", "s1", 0, lambda: None)
     local.store.record("ABCD", 2)  # recorded elsewhere, never published here
-    local.sequencer.fill_gaps()
+    local.sequencer.fill_gaps(poll=True)
     time.sleep(GAP_WAIT_SECONDS + 0.05)
-    local.sequencer.fill_gaps()
+    local.sequencer.fill_gaps(poll=False)  # after the wait, not at the next poll
     assert [i for _, i, _ in local.seen] == [1, 2]
 
 
@@ -123,6 +124,8 @@ def test_between_polls_only_rooms_with_a_gap_are_looked_at(local):
     latest_ids = local.store.latest_ids
     local.store.latest_ids = lambda codes: asked.append(list(codes)) or latest_ids(codes)
     local.sequencer.offer("ABCD", line(2))  # a gap: 1 is missing
+    for message_id in (1, 2):
+        local.sequencer.offer("EFGH", line(message_id))  # no gap
     local.sequencer.fill_gaps(poll=False)
     assert asked == [["ABCD"]]
     local.sequencer.poll_soon()  # the listener was away: look at every room once
@@ -179,10 +182,10 @@ def test_unreadable_publications_are_ignored(raw):
 LIMITS = Limits(max_members=10, history_limit=50, idle_ttl=600)
 
 
-def collect(store: RedisStore, into: list) -> None:
+def collect(store: RedisStore, into: list, on_listening=lambda: None) -> None:
     """Read ``store.deliveries()`` into ``into`` (in a thread) until its client closes."""
     try:
-        for delivery in store.deliveries():
+        for delivery in store.deliveries(on_listening):
             into.append(delivery)
     except Exception:  # noqa: BLE001 - the store was closed at teardown
         return
@@ -213,6 +216,33 @@ def wait_for(predicate, timeout=3.0):
     while not predicate():
         assert time.monotonic() < deadline, "not within the timeout"
         time.sleep(0.01)
+
+
+@pytest.mark.redis
+def test_what_is_recorded_once_listening_is_heard(redis_url):
+    # The listener looks at every room's newest id when on_listening runs:
+    # a line recorded from then on must arrive, or it would be found only by
+    # the next poll, seconds later.
+    here, there = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
+    now = time.time()
+    here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    here.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
+    here.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    there.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 30)
+    heard = []
+    listening = threading.Event()
+
+    def record_at_once():
+        here.append("ABCD", "ada", "the moment it listens", None, "ts", 5, 10, now)
+        listening.set()
+
+    thread = threading.Thread(target=collect, args=(there, heard, record_at_once), daemon=True)
+    thread.start()
+    assert listening.wait(3)
+    wait_for(lambda: [d.message.text for d in heard] == ["the moment it listens"])
+    for store in (here, there):
+        store.client.close()
+    thread.join(10)
 
 
 @pytest.mark.redis
@@ -261,24 +291,82 @@ def test_a_host_whose_lease_ran_out_is_dropped_and_renewal_keeps_it(two_hosts):
 @pytest.mark.redis
 def test_lines_sent_together_survive_redis_losing_its_scripts(redis_url):
     # After SCRIPT FLUSH (a Redis restart without persistence does the same)
-    # a batch of lines reloads the script and records every line once.
+    # a batch of lines into two rooms reloads the script and records every
+    # line once.
     store = RedisStore(redis_url, LIMITS)
     now = time.time()
-    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
-    store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    for code, name in (("ABCD", "ada"), ("EFGH", "bob")):
+        store.create_room(code, NewMember(name, name, (name,), now + 60), now)
+        store.connect(code, name, "c1", None, 50, "ts", now, now + 30)
     store.client.script_flush()
-    ids = []
-    barrier = threading.Barrier(6)
+    ids = {"ABCD": [], "EFGH": []}
+    barrier = threading.Barrier(8)
 
     def send(i):
+        code, name = ("ABCD", "ada") if i % 2 else ("EFGH", "bob")
         barrier.wait()
-        ids.append(store.append("ABCD", "ada", f"line {i}", None, "ts", 100, 100, now).message_id)
+        result = store.append(code, name, f"line {i}", None, "ts", 100, 100, now)
+        ids[code].append(result.message_id)
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(5)
-    assert sorted(ids) == [2, 3, 4, 5, 6, 7]
-    assert [m.id for m in store.messages("ABCD", 0, 100)] == list(range(1, 8))
+    for code in ids:
+        assert sorted(ids[code]) == [2, 3, 4, 5]
+        assert [m.id for m in store.messages(code, 0, 100)] == list(range(1, 6))
+    store.client.close()
+
+
+def together(store: RedisStore, code: str, now: float, *line, deadline: str | None = None):
+    """One append call as RedisStore.append queues it for a group commit."""
+    text, member_id, cid, rate, burst = line
+    limits, host = store._limits_json, store.host_id
+    deadline = store._deadline() if deadline is None else deadline
+    args = ["append", repr(now), limits, host, deadline, "ts", member_id, text, cid, rate, burst]
+    return (store._room(code), args)
+
+
+def evalsha_calls(store: RedisStore) -> int:
+    return store.client.info("commandstats")["cmdstat_evalsha"]["calls"]
+
+
+@pytest.mark.redis
+def test_a_rooms_lines_sent_together_are_one_call_each_line_with_its_own_outcome(redis_url):
+    store = RedisStore(redis_url, LIMITS)
+    now = time.time()
+    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    store.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)  # never connects
+    store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    store.create_room("EFGH", NewMember("cy", "cy", ("cy",), now + 60), now)
+    store.connect("EFGH", "cy", "c1", None, 50, "ts", now, now + 30)
+    calls = [  # ada may send 2 at once, then 1 a second
+        together(store, "ABCD", now, "one", "ada", "k1", 1, 2),
+        together(store, "EFGH", now, "elsewhere", "cy", "", 1, 2),
+        together(store, "ABCD", now, "one again", "ada", "k1", 1, 2),
+        together(store, "ABCD", now, "not here", "bob", "", 1, 2),
+        together(store, "ABCD", now, "two", "ada", "", 1, 2),
+        together(store, "ABCD", now, "too soon", "ada", "", 1, 2),
+        together(store, "ABCD", now + 1.5, "later", "ada", "", 1, 2),
+    ]
+    before = evalsha_calls(store)
+    results = _run_together(store.client, store._script, store._leases, calls)
+    assert evalsha_calls(store) - before == 2  # one call per room
+    assert results[0] == ["recorded", 2, "ada"]
+    assert results[1] == ["recorded", 2, "cy"]
+    assert results[2] == ["duplicate", "2"]  # the cid of a line earlier in the same call
+    assert results[3] == ["not_member"]
+    assert results[4] == ["recorded", 3, "ada"]
+    assert results[5][0] == "rate_limited"
+    assert results[6] == ["recorded", 4, "ada"]  # at its own time: a token came back
+    assert [m.text for m in store.messages("ABCD", 1, 100)] == ["one", "two", "later"]
+    assert [m.text for m in store.messages("EFGH", 1, 100)] == ["elsewhere"]
+    # A call Redis runs after its deadline records none of its lines.
+    late = [
+        together(store, "ABCD", now + 9, f"late {i}", "ada", "", 1, 2, deadline="1")
+        for i in range(3)
+    ]
+    assert _run_together(store.client, store._script, store._leases, late) == ["~late"] * 3
+    assert store.latest_id("ABCD") == 4
     store.client.close()

@@ -477,6 +477,22 @@ def test_post_rate_limit_burst_then_rate(registry, clock):
     registry.post(ada.code, ada.member_id, {"text": "allowed again"})
 
 
+def test_post_rate_limit_refills_only_as_time_moves_forward(registry, clock):
+    # Another host's clock may run behind this one's (or this clock may step
+    # back): such a send finds the bucket as it was, not emptied.
+    (ada,) = room_with(registry, "ada")
+    for i in range(9):
+        registry.post(ada.code, ada.member_id, {"text": f"line {i}"})
+    clock.advance(-30)
+    registry.post(ada.code, ada.member_id, {"text": "from a host whose clock is behind"})
+    with pytest.raises(SendRefused):
+        registry.post(ada.code, ada.member_id, {"text": "one too many"})
+    clock.advance(30.2)  # back where it was, plus one token's worth
+    registry.post(ada.code, ada.member_id, {"text": "allowed again"})
+    with pytest.raises(SendRefused):
+        registry.post(ada.code, ada.member_id, {"text": "and no more"})
+
+
 def test_post_rate_limit_is_shared_by_tabs(registry):
     (ada,) = room_with(registry, "ada")
     registry.connect(ada.code, ada.member_id, "tab2")
@@ -594,6 +610,17 @@ def test_creation_limit_per_address(registry, clock):
     assert not registry.may_create("10.0.0.1")
     assert registry.may_create("10.0.0.2")
     clock.advance(6)
+    assert registry.may_create("10.0.0.1")
+
+
+def test_creation_limit_refills_only_as_time_moves_forward(registry, clock):
+    for _ in range(9):
+        registry.record_creation("10.0.0.1")
+    clock.advance(-30)  # a host whose clock is behind
+    assert registry.may_create("10.0.0.1")
+    registry.record_creation("10.0.0.1")
+    assert not registry.may_create("10.0.0.1")
+    clock.advance(36)  # back, plus one token's worth (10 a minute)
     assert registry.may_create("10.0.0.1")
 
 

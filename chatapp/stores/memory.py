@@ -239,8 +239,8 @@ class MemoryStore:
             if cid is not None and (member_id, cid) in room.cids:
                 return Appended(AppendOutcome.DUPLICATE, message_id=room.cids[member_id, cid])
             tokens = burst if member.send_tokens < 0 else member.send_tokens
-            tokens = min(burst, tokens + (now - member.send_at) * rate)
-            member.send_at = now
+            tokens = min(burst, tokens + max(0.0, now - member.send_at) * rate)
+            member.send_at = max(member.send_at, now)  # see _refill
             if tokens < 1:
                 member.send_tokens = tokens
                 return Appended(AppendOutcome.RATE_LIMITED, retry_after=(1 - tokens) / rate)
@@ -271,10 +271,12 @@ class MemoryStore:
         """Spend one token of bucket ``key``; return 0, or seconds to wait."""
         with self._lock:
             tokens = self._refill(key, rate, burst, now)
+            entry = self._buckets.get(key)
+            at = now if entry is None else max(entry[1], now)
             if tokens < 1:
-                self._buckets[key] = (tokens, now, rate, burst)
+                self._buckets[key] = (tokens, at, rate, burst)
                 return (1 - tokens) / rate
-            self._buckets[key] = (tokens - 1, now, rate, burst)
+            self._buckets[key] = (tokens - 1, at, rate, burst)
             return 0.0
 
     def tokens(self, key: str, rate: float, burst: int, now: float) -> float:
@@ -385,8 +387,10 @@ class MemoryStore:
         entry = self._buckets.get(key)
         if entry is None:
             return float(burst)
+        # Time only ever refills: a clock that steps back (or, in RedisStore,
+        # another host's clock that runs behind) takes no tokens away.
         tokens, at, _, _ = entry
-        return min(float(burst), tokens + (now - at) * rate)
+        return min(float(burst), tokens + max(0.0, now - at) * rate)
 
     @staticmethod
     def _present_names(room: _Room) -> tuple[str, ...]:

@@ -367,10 +367,9 @@ function ops.leave()
   return reply(notice, names, unpack(conns))
 end
 
--- ARGV: ts, member_id, text, cid ('' for none), rate, burst
-function ops.append()
+-- A chat line by a present member within its send budget (cid '' for none).
+local function append_line(ts, id, text, cid, rate, burst)
   if not live_room() then return reply('not_member') end
-  local id, cid = ARGV[7], ARGV[9]
   local member = get_member(id)
   if not member or member.p == 0 then return reply('not_member') end
   local cid_key = false
@@ -379,11 +378,12 @@ function ops.append()
     local first = redis.call('HGET', C, cid_key)
     if first then return reply('duplicate', first) end
   end
-  local rate, burst = tonumber(ARGV[10]), tonumber(ARGV[11])
   local tokens = member.st
   if tokens < 0 then tokens = burst end
-  tokens = math.min(burst, tokens + (NOW - member.sa) * rate)
-  member.sa = NOW
+  -- Time only ever refills (another host's clock may run behind, and cjson
+  -- keeps 14 digits of sa): as in stores/memory.py.
+  tokens = math.min(burst, tokens + math.max(0, NOW - member.sa) * rate)
+  member.sa = math.max(member.sa, NOW)
   if tokens < 1 then
     member.st = tokens
     put_member(id, member)
@@ -391,9 +391,27 @@ function ops.append()
   end
   member.st = tokens - 1
   put_member(id, member)
-  local message, message_id = record('chat', member.n, ARGV[8], ARGV[6], cid_key)
+  local message, message_id = record('chat', member.n, text, ts, cid_key)
   publish(message)
   return reply('recorded', message_id, member.n)  -- the caller has the text and ts
+end
+
+-- ARGV: ts, member_id, text, cid ('' for none), rate, burst
+function ops.append()
+  return append_line(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]))
+end
+
+-- ARGV: then, per line, now, ts, member_id, text, cid, rate, burst: the
+-- lines of one group commit into this room, each as append would record it
+-- at its own time, in order; one reply per line.
+function ops.append_many()
+  local replies = {}
+  for i = 6, #ARGV, 7 do
+    NOW = tonumber(ARGV[i])
+    replies[#replies + 1] = append_line(
+      ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]))
+  end
+  return replies
 end
 
 -- ARGV: member_id, interval
@@ -410,14 +428,15 @@ end
 function ops.bucket()
   local rate, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
   local state = redis.call('HMGET', R, 'tokens', 'at')
-  local tokens = burst
-  if state[1] then
-    tokens = math.min(burst, tonumber(state[1]) + (NOW - tonumber(state[2])) * rate)
+  local tokens, at = burst, NOW
+  if state[1] then  -- time only ever refills, as in ops.append
+    at = math.max(NOW, tonumber(state[2]))
+    tokens = math.min(burst, tonumber(state[1]) + (at - tonumber(state[2])) * rate)
   end
   if ARGV[8] == '0' then return tostring(tokens) end
   local wait = 0
   if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
-  redis.call('HSET', R, 'tokens', tostring(tokens), 'at', tostring(NOW))
+  redis.call('HSET', R, 'tokens', tostring(tokens), 'at', tostring(at))
   redis.call('PEXPIRE', R, math.ceil((burst - tokens) / rate * 1000) + 1000)
   return tostring(wait)
 end

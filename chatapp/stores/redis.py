@@ -17,6 +17,7 @@ import functools
 import json
 import time
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -311,20 +312,26 @@ class RedisStore:
 
     # -- deliveries from other processes -------------------------------------
 
-    def deliveries(self) -> Iterator[Delivery]:
+    def deliveries(self, on_listening: Callable[[], None]) -> Iterator[Delivery]:
         """Yield what other processes record in rooms where this one has sockets.
 
-        Blocks; raises StoreUnavailable when the connection to Redis is lost
-        (what was published meanwhile is lost too: the caller fills the gap
-        from ``messages``).
+        Calls ``on_listening()`` when Redis confirms the subscription: what is
+        published from then on arrives here. Blocks; raises StoreUnavailable
+        when the connection to Redis is lost (what was published meanwhile is
+        lost too: the caller fills the gap from ``messages``).
         """
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self.channel)
             while True:
                 # A bounded wait, so that the client's health checks run.
                 item = pubsub.get_message(timeout=LISTEN_SECONDS)
-                delivery = _delivery(item.get("data")) if item is not None else None
+                if item is None:
+                    continue
+                if item.get("type") == "subscribe":
+                    on_listening()
+                    continue
+                delivery = _delivery(item.get("data"))
                 if delivery is not None:
                     yield delivery
         except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -336,19 +343,49 @@ class RedisStore:
 def _run_together(
     client: redis.Redis, script: Any, leases: str, calls: Sequence[tuple[str, list[Any]]]
 ) -> list[Any]:
-    """Run script calls in one pipeline (not a transaction: each is atomic alone)."""
-    if len(calls) == 1:
-        key, args = calls[0]
-        return [script(keys=[key, leases], args=args)]
-    pipe = client.pipeline(transaction=False)
-    for key, args in calls:
-        pipe.evalsha(script.sha, 2, key, leases, *args)
-    results: list[Any] = pipe.execute(raise_on_error=False)
-    for i, result in enumerate(results):
-        if isinstance(result, redis.exceptions.NoScriptError):  # Redis lost its scripts
-            key, args = calls[i]
-            results[i] = script(keys=[key, leases], args=args)
+    """Run appends in one round trip: one script call per room, all in one pipeline.
+
+    Not a transaction: each room's call is atomic alone. A room's lines keep
+    their order, each recorded at its own time; the call runs under the
+    oldest line's deadline.
+    """
+    rooms: dict[str, list[int]] = {}  # room key -> indexes of its calls, in order
+    for i, (key, _) in enumerate(calls):
+        rooms.setdefault(key, []).append(i)
+    merged = [(key, _append_many([calls[i][1] for i in indexes])) for key, indexes in rooms.items()]
+    if len(merged) == 1:
+        key, args = merged[0]
+        replies = [script(keys=[key, leases], args=args)]
+    else:
+        pipe = client.pipeline(transaction=False)
+        for key, args in merged:
+            pipe.evalsha(script.sha, 2, key, leases, *args)
+        replies = pipe.execute(raise_on_error=False)
+        for n, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis lost its scripts
+                key, args = merged[n]
+                replies[n] = script(keys=[key, leases], args=args)
+    results: list[Any] = [None] * len(calls)
+    for indexes, reply in zip(rooms.values(), replies, strict=True):
+        if len(indexes) == 1 or not isinstance(reply, list):  # one line, LATE or an error
+            for i in indexes:
+                results[i] = reply
+        else:
+            for i, line in zip(indexes, reply, strict=True):
+                results[i] = line
     return results
+
+
+def _append_many(calls: list[list[Any]]) -> list[Any]:
+    """Turn one room's append calls into one: ``append`` for one line, else ``append_many``."""
+    if len(calls) == 1:
+        return calls[0]
+    _, now, limits, host, deadline = calls[0][:5]
+    args = ["append_many", now, limits, host, deadline]
+    for call in calls:
+        args.append(call[1])  # each line's own now, then its append arguments
+        args.extend(call[5:])
+    return args
 
 
 def _delivery(raw: object) -> Delivery | None:
