@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from chatapp.delivery import DeliveryListener
 from chatapp.delivery import GAP_WAIT_SECONDS
 from chatapp.delivery import RoomSequencer
 from chatapp.stores import Limits
@@ -191,13 +192,19 @@ def collect(store: RedisStore, into: list, on_listening=lambda: None) -> None:
         return
 
 
-@pytest.fixture
-def two_hosts(redis_url):
-    """Two RedisStores (two processes) with ada in room ABCD; each listening."""
+def ada_and_bob(redis_url: str) -> tuple[RedisStore, RedisStore, float]:
+    """Two RedisStores (two processes); ada and bob seated in room ABCD, not connected."""
     here, there = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
     now = time.time()
     here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
     here.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
+    return here, there, now
+
+
+@pytest.fixture
+def two_hosts(redis_url):
+    """Two RedisStores (two processes) with ada in room ABCD; each listening."""
+    here, there, _ = ada_and_bob(redis_url)
     heard = {"here": [], "there": []}
     threads = []
     for name, store in (("here", here), ("there", there)):
@@ -223,10 +230,7 @@ def test_what_is_recorded_once_listening_is_heard(redis_url):
     # The listener looks at every room's newest id when on_listening runs:
     # a line recorded from then on must arrive, or it would be found only by
     # the next poll, seconds later.
-    here, there = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
-    now = time.time()
-    here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
-    here.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
+    here, there, now = ada_and_bob(redis_url)
     here.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
     there.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 30)
     heard = []
@@ -243,6 +247,30 @@ def test_what_is_recorded_once_listening_is_heard(redis_url):
     for store in (here, there):
         store.client.close()
     thread.join(10)
+
+
+@pytest.mark.redis
+def test_a_listener_finds_what_was_recorded_before_it_listened(redis_url):
+    # Published while nobody listened: once listening, the next tick (not
+    # the next poll, seconds later) looks at the room's newest id.
+    here, there, now = ada_and_bob(redis_url)
+    here.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    welcome = there.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 30)
+    sequencer = RoomSequencer(there)
+    seen = []
+    sequencer.deliver = lambda code, message, skip: seen.append(message.text)
+    sequencer.admit("ABCD", "s2", welcome.latest_id, lambda: None)
+    here.append("ABCD", "ada", "before anyone listened", None, "ts", 5, 10, now)
+    listener = DeliveryListener(there, sequencer, lambda code, names: None)
+    threading.Thread(target=listener.run, args=(time.sleep,), daemon=True).start()
+    wait_for(lambda: here.client.pubsub_numsub(there.channel)[0][1] == 1)
+    time.sleep(0.1)  # the confirmation reaches the listener
+    sequencer.fill_gaps(poll=False)  # a tick: the gap is seen
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    sequencer.fill_gaps(poll=False)  # the next tick after the wait: filled
+    assert seen == ["before anyone listened"]
+    for store in (here, there):
+        store.client.close()
 
 
 @pytest.mark.redis

@@ -270,9 +270,7 @@ class MemoryStore:
     def take_token(self, key: str, rate: float, burst: int, now: float) -> float:
         """Spend one token of bucket ``key``; return 0, or seconds to wait."""
         with self._lock:
-            tokens = self._refill(key, rate, burst, now)
-            entry = self._buckets.get(key)
-            at = now if entry is None else max(entry[1], now)
+            tokens, at = self._refill(key, rate, burst, now)
             if tokens < 1:
                 self._buckets[key] = (tokens, at, rate, burst)
                 return (1 - tokens) / rate
@@ -282,7 +280,7 @@ class MemoryStore:
     def tokens(self, key: str, rate: float, burst: int, now: float) -> float:
         """Return how many tokens bucket ``key`` holds now."""
         with self._lock:
-            return self._refill(key, rate, burst, now)
+            return self._refill(key, rate, burst, now)[0]
 
     def purge(self, now: float) -> int:
         """Delete expired rooms and full buckets; return how many rooms went."""
@@ -383,14 +381,18 @@ class MemoryStore:
         start = min(len(history), max(0, last_id + 1 - oldest))
         return tuple(itertools.islice(history, start, None)), truncated
 
-    def _refill(self, key: str, rate: float, burst: int, now: float) -> float:
+    def _refill(self, key: str, rate: float, burst: int, now: float) -> tuple[float, float]:
+        """Return bucket ``key``'s tokens now, and the time they are counted at.
+
+        Time only ever refills: a clock that steps back (or, in RedisStore,
+        another host's clock that runs behind) takes no tokens away.
+        """
         entry = self._buckets.get(key)
         if entry is None:
-            return float(burst)
-        # Time only ever refills: a clock that steps back (or, in RedisStore,
-        # another host's clock that runs behind) takes no tokens away.
-        tokens, at, _, _ = entry
-        return min(float(burst), tokens + max(0.0, now - at) * rate)
+            return float(burst), now
+        tokens, since, _, _ = entry
+        at = max(since, now)
+        return min(float(burst), tokens + (at - since) * rate), at
 
     @staticmethod
     def _present_names(room: _Room) -> tuple[str, ...]:

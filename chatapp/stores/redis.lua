@@ -396,15 +396,10 @@ local function append_line(ts, id, text, cid, rate, burst)
   return reply('recorded', message_id, member.n)  -- the caller has the text and ts
 end
 
--- ARGV: ts, member_id, text, cid ('' for none), rate, burst
+-- ARGV: per line, now, ts, member_id, text, cid ('' for none), rate, burst:
+-- the lines sent together into this room (stores/batching.py), each
+-- recorded as at its own time, in order; one reply per line.
 function ops.append()
-  return append_line(ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]))
-end
-
--- ARGV: then, per line, now, ts, member_id, text, cid, rate, burst: the
--- lines of one group commit into this room, each as append would record it
--- at its own time, in order; one reply per line.
-function ops.append_many()
   local replies = {}
   for i = 6, #ARGV, 7 do
     NOW = tonumber(ARGV[i])

@@ -352,7 +352,7 @@ def _run_together(
     rooms: dict[str, list[int]] = {}  # room key -> indexes of its calls, in order
     for i, (key, _) in enumerate(calls):
         rooms.setdefault(key, []).append(i)
-    merged = [(key, _append_many([calls[i][1] for i in indexes])) for key, indexes in rooms.items()]
+    merged = [(key, _room_call([calls[i][1] for i in indexes])) for key, indexes in rooms.items()]
     if len(merged) == 1:
         key, args = merged[0]
         replies = [script(keys=[key, leases], args=args)]
@@ -367,23 +367,19 @@ def _run_together(
                 replies[n] = script(keys=[key, leases], args=args)
     results: list[Any] = [None] * len(calls)
     for indexes, reply in zip(rooms.values(), replies, strict=True):
-        if len(indexes) == 1 or not isinstance(reply, list):  # one line, LATE or an error
-            for i in indexes:
-                results[i] = reply
-        else:
-            for i, line in zip(indexes, reply, strict=True):
-                results[i] = line
+        # One reply per line, or one LATE or error for all of the room's lines.
+        lines = reply if isinstance(reply, list) else [reply] * len(indexes)
+        for i, line in zip(indexes, lines, strict=True):
+            results[i] = line
     return results
 
 
-def _append_many(calls: list[list[Any]]) -> list[Any]:
-    """Turn one room's append calls into one: ``append`` for one line, else ``append_many``."""
-    if len(calls) == 1:
-        return calls[0]
-    _, now, limits, host, deadline = calls[0][:5]
-    args = ["append_many", now, limits, host, deadline]
+def _room_call(calls: list[list[Any]]) -> list[Any]:
+    """Join one room's queued appends into one call: each line with its own time."""
+    op, now, limits, host, deadline = calls[0][:5]
+    args = [op, now, limits, host, deadline]
     for call in calls:
-        args.append(call[1])  # each line's own now, then its append arguments
+        args.append(call[1])
         args.extend(call[5:])
     return args
 
