@@ -143,7 +143,15 @@ def _register_socketio(app: Flask) -> None:
         app.wsgi_app, socketio.server.eio, cfg["MAX_FRAME_BYTES"], "/socket.io"
     )
     # New WebSocket sessions are served by the event loop, one small object each.
-    sessions = WebSocketSessions(app.wsgi_app, socketio.server, app, cfg["MAX_FRAME_BYTES"])
+    sessions = WebSocketSessions(
+        app.wsgi_app,
+        socketio.server,
+        app,
+        cfg["MAX_FRAME_BYTES"],
+        # A shared store's round trip is what a send waits for: a connection's
+        # next sends may go meanwhile and share it.
+        overlap=sequencer is not None,
+    )
     app.wsgi_app = sessions  # type: ignore[method-assign]
     app.extensions["chat_sessions"] = sessions
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)

@@ -13,6 +13,13 @@ the handshake (``ChatWebSocketHandler.detach``), and then:
 - the session handles its messages in a greenlet that exists only while
   there are some, one at a time and in order (python-socketio's handlers may
   block on the store); past INBOX_LIMIT waiting messages, reading pauses;
+- with a shared store, a connection's events may overlap (``overlap``):
+  while one waits for the store's round trip, the next starts, up to
+  MAX_OVERLAPPING, so a sender's lines in flight share round trips instead
+  of taking one each. They still queue for the store in the order they came
+  (each handler reaches the store's queue before it first waits:
+  chatapp.stores.redis), and any other packet (connect, disconnect, close)
+  waits until the events before it are done;
 - pings are one timer per connection, and a missing pong ends the session;
 - writes go through a FrameWriter (chatapp.websocket): batched per turn of
   the loop, one ``send``, the rest when the socket is writable.
@@ -41,6 +48,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from engineio.base_server import BaseServer
+from gevent.pool import Pool
 
 from chatapp.websocket import BoundedWebSocket
 from chatapp.websocket import encode_frame
@@ -52,6 +60,10 @@ from chatapp.websocket import unmask
 READ = 1  # libev's EV_READ
 # Messages a session may have waiting for its greenlet before reading pauses.
 INBOX_LIMIT = 32
+# Events of one connection that may wait on the store at once (``overlap``).
+MAX_OVERLAPPING = 16
+# An Engine.IO message that carries a Socket.IO event (``42/chat,...``).
+EVENT_MESSAGE = "42"
 # How long a closing connection waits for the peer to close its side too.
 CLOSE_TIMEOUT_SECONDS = 2.0
 
@@ -89,11 +101,13 @@ class WebSocketSessions:
         flask_app: Any,
         max_message_bytes: int,
         path: str = "socket.io",
+        overlap: bool = False,
     ) -> None:
         self.app = app
         self.socketio_server = socketio_server
         self.flask_app = flask_app
         self.max_message_bytes = max_message_bytes
+        self.overlap = overlap  # events may overlap (their handlers wait on the store)
         self.prefix = "/" + path.strip("/") + "/"
         self.connections: set[Connection] = set()  # open ones, for a graceful stop
 
@@ -131,7 +145,7 @@ class WebSocketSessions:
         sock, unread = websocket.handler.detach()
         connection = Connection(sock, self.max_message_bytes, self.connections)
         sid = eio.generate_id()
-        session = EngineSocket(eio, sid, connection)
+        session = EngineSocket(eio, sid, connection, self.overlap)
         eio.sockets[sid] = session
         session.send(
             eio_packet.Packet(
@@ -408,12 +422,15 @@ class Connection(FrameWriter):
 class EngineSocket(eio_socket.Socket):  # type: ignore[misc]
     """An Engine.IO session over a Connection: no queue, writer or ping greenlet."""
 
-    def __init__(self, server: Any, sid: str, connection: Connection) -> None:
+    def __init__(
+        self, server: Any, sid: str, connection: Connection, overlap: bool = False
+    ) -> None:
         # Not Socket.__init__: it makes the queue of a writer greenlet this
         # socket does not have. These are the attributes python-engineio reads.
         self.server = server
         self.sid = sid
         self.connection = connection
+        self.overlap = overlap
         self.session: dict[str, Any] = {}
         self.last_ping: float | None = None  # when the unanswered ping went out
         self.connected = True
@@ -422,7 +439,9 @@ class EngineSocket(eio_socket.Socket):  # type: ignore[misc]
         self.closing = False
         self.closed = False
         self._inbox: list[str | bytes] = []  # short: reading pauses at INBOX_LIMIT
-        self._working = False  # a greenlet is handling the inbox
+        self._worker: gevent.Greenlet | None = None  # the greenlet taking from the inbox
+        self._worker_in_event = False  # it handles an event itself (it may be waiting)
+        self._overlapping: Pool | None = None  # events handed off; made at the first
         self._lost: str | None = None  # why the connection ended, once it has
 
     # -- from the connection (event loop callbacks) ------------------------------
@@ -432,9 +451,10 @@ class EngineSocket(eio_socket.Socket):  # type: ignore[misc]
         if self.closing or self.closed:
             return
         self._inbox.append(data)
-        if not self._working:
-            self._working = True
-            gevent.spawn(self._work)
+        if self._worker is None:
+            self._worker = gevent.spawn(self._work)
+        elif self._worker_in_event and len(self._inbox) == 1 and self._overlaps(data):
+            self._hand_off()
         elif len(self._inbox) >= INBOX_LIMIT:
             self.connection.pause()
 
@@ -442,20 +462,66 @@ class EngineSocket(eio_socket.Socket):  # type: ignore[misc]
         """End the session once the messages before the end are handled."""
         if self._lost is None:
             self._lost = reason
-        if not self._working and not self.closed:
-            self._working = True
-            gevent.spawn(self._work)
+        if self._worker is None and not self.closed:
+            self._worker = gevent.spawn(self._work)
 
     def _work(self) -> None:
+        me = gevent.getcurrent()
+        handed_off = False  # some events of this round run in their own greenlets
         try:
-            while self._inbox and not self.closed:
-                self._receive(self._inbox.pop(0))
+            while self._worker is me and self._inbox and not self.closed:
+                data = self._inbox.pop(0)
+                if not self._overlaps(data):
+                    self._wait_overlapping()
+                    handed_off = False
+                    self._receive(data)
+                elif self._inbox or handed_off:
+                    # More waits behind it (or went ahead): it gets its own greenlet.
+                    # Pool.spawn waits while MAX_OVERLAPPING are in flight.
+                    self._pool().spawn(self._receive, data)
+                    handed_off = True
+                else:
+                    self._worker_in_event = True
+                    try:
+                        self._receive(data)
+                    finally:
+                        if self._worker is me:
+                            self._worker_in_event = False
                 if self.connection.paused and len(self._inbox) < INBOX_LIMIT // 2:
                     self.connection.resume()
-            if self._lost is not None and not self.closed:
+            if self._worker is me and self._lost is not None and not self.closed:
+                self._wait_overlapping()
                 self.close(wait=False, abort=True, reason=self._lost)
         finally:
-            self._working = False
+            if self._worker is me:
+                self._worker = None
+                self._worker_in_event = False
+
+    def _overlaps(self, data: str | bytes) -> bool:
+        return self.overlap and isinstance(data, str) and data.startswith(EVENT_MESSAGE)
+
+    def _hand_off(self) -> None:
+        """Let the worker, waiting in an event, finish it alone; a new one takes the inbox.
+
+        The waiting event already queued for the store (chatapp.stores.redis),
+        so the next one, started after it, queues behind it.
+        """
+        pool = self._pool()
+        if pool.full():
+            return  # the next message waits for the worker
+        assert self._worker is not None
+        pool.add(self._worker)
+        self._worker_in_event = False
+        self._worker = gevent.spawn(self._work)
+
+    def _pool(self) -> Pool:
+        if self._overlapping is None:
+            self._overlapping = Pool(MAX_OVERLAPPING)
+        return self._overlapping
+
+    def _wait_overlapping(self) -> None:
+        if self._overlapping is not None:
+            self._overlapping.join()
 
     def _receive(self, data: str | bytes) -> None:
         try:

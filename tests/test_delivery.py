@@ -347,13 +347,19 @@ def test_lines_sent_together_survive_redis_losing_its_scripts(redis_url):
     store.client.close()
 
 
-def together(store: RedisStore, code: str, now: float, *line, deadline: str | None = None):
+def together(store: RedisStore, code: str, now: float, *line):
     """One append call as RedisStore.append queues it for a group commit."""
     text, member_id, cid, rate, burst = line
     limits, host = store._limits_json, store.host_id
-    deadline = store._deadline() if deadline is None else deadline
-    args = ["append", repr(now), limits, host, deadline, "ts", member_id, text, cid, rate, burst]
+    args = ["append", repr(now), limits, host, "ts", member_id, text, cid, rate, burst]
     return (store._room(code), args)
+
+
+class PastDeadlines:
+    """A clock whose deadlines have all passed on Redis's clock."""
+
+    def deadline(self) -> str:
+        return "1"
 
 
 def evalsha_calls(store: RedisStore) -> int:
@@ -379,7 +385,7 @@ def test_a_rooms_lines_sent_together_are_one_call_each_line_with_its_own_outcome
         together(store, "ABCD", now + 1.5, "later", "ada", "", 1, 2),
     ]
     before = evalsha_calls(store)
-    results = _run_together(store.client, store._script, store._leases, calls)
+    results = _run_together(store.client, store._script, store._leases, store._clock, calls)
     assert evalsha_calls(store) - before == 2  # one call per room
     assert results[0] == ["recorded", 2, "ada"]
     assert results[1] == ["recorded", 2, "cy"]
@@ -391,10 +397,8 @@ def test_a_rooms_lines_sent_together_are_one_call_each_line_with_its_own_outcome
     assert [m.text for m in store.messages("ABCD", 1, 100)] == ["one", "two", "later"]
     assert [m.text for m in store.messages("EFGH", 1, 100)] == ["elsewhere"]
     # A call Redis runs after its deadline records none of its lines.
-    late = [
-        together(store, "ABCD", now + 9, f"late {i}", "ada", "", 1, 2, deadline="1")
-        for i in range(3)
-    ]
-    assert _run_together(store.client, store._script, store._leases, late) == ["~late"] * 3
+    late = [together(store, "ABCD", now + 9, f"late {i}", "ada", "", 1, 2) for i in range(3)]
+    replies = _run_together(store.client, store._script, store._leases, PastDeadlines(), late)
+    assert replies == ["~late"] * 3
     assert store.latest_id("ABCD") == 4
     store.client.close()

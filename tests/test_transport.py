@@ -17,6 +17,7 @@ import struct
 import time
 
 import pytest
+import redis
 import socketio
 from liveserver import LiveServer
 from liveserver import Person
@@ -38,9 +39,14 @@ SETTINGS = {
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    live = LiveServer(SETTINGS, tmp_path_factory.mktemp("transport")).start()
+@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def server(request, tmp_path_factory):
+    # On Redis a send waits for the store, so a connection's events overlap
+    # (chatapp.transport): the same rules must hold there too.
+    settings = dict(SETTINGS)
+    if request.param == "redis":
+        settings["STORE"] = request.getfixturevalue("redis_server")
+    live = LiveServer(settings, tmp_path_factory.mktemp("transport")).start()
     yield live
     live.close()
 
@@ -230,6 +236,63 @@ def test_a_burst_is_handled_in_order_with_nothing_lost(wires, room):
     assert [a["id"] for a in acks] == list(range(3, 3 + count))
     watcher.wait_for(lambda c: len(chat_texts(c)) == count, timeout=10)
     assert chat_texts(watcher) == [f"burst {i}" for i in range(count)]
+
+
+def script_calls(store_url: str, code: str, op: str, action) -> int:
+    """Run ``action()``; return how many script calls of ``op`` room ``code`` had meanwhile."""
+    import redis
+
+    watcher, marker = redis.Redis.from_url(store_url), redis.Redis.from_url(store_url)
+    try:
+        with watcher.monitor() as monitor:
+            action()
+            marker.echo("end of the count")
+            calls = 0
+            while "end of the count" not in (command := monitor.next_command()["command"]):
+                words = command.split(" ", 6)
+                if words[0] == "EVALSHA" and f"{{{code}}}" in words[3] and words[5] == op:
+                    calls += 1
+            return calls
+    finally:
+        watcher.close()
+        marker.close()
+
+
+def test_on_redis_a_connections_lines_in_flight_share_round_trips(server, wires, room):
+    # Each line still waits for Redis, but the next ones go meanwhile.
+    store = server.env.get("CHATAPP_STORE")
+    if store is None:
+        pytest.skip("the memory store answers at once: nothing waits to overlap")
+    code, ada, watcher = room
+    wire = wires(ada)
+    wire.joined()
+    count = 100
+
+    def burst():
+        wire.send(b"".join(frame(send_packet(i, f"line {i}")) for i in range(count)))
+        acks = [wire.ack(i) for i in range(count)]
+        assert [a["id"] for a in acks] == list(range(3, 3 + count))
+
+    assert script_calls(store, code, "append", burst) < count / 4
+
+    def one_by_one():
+        # Each line comes while the ones before it wait for Redis, then bob's.
+        pauser = redis.Redis.from_url(store)
+        pauser.execute_command("CLIENT", "PAUSE", 400, "WRITE")
+        pauser.close()
+        wire.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(count, count + 3):
+            wire.send(frame(send_packet(i, f"line {i}")))
+            time.sleep(0.03)
+        watcher.emit("send", {"text": "from bob"}, namespace="/chat")
+        acks = [wire.ack(i) for i in range(count, count + 3)]
+        assert [a["id"] for a in acks] == list(range(3 + count, 3 + count + 3))
+
+    # The first went alone; the others queued as they came, and went together.
+    assert script_calls(store, code, "append", one_by_one) == 2
+    watcher.wait_for(lambda c: len(chat_texts(c)) == count + 4, timeout=10)
+    expected = [f"line {i}" for i in range(count + 3)] + ["from bob"]
+    assert chat_texts(watcher) == expected  # ids in the order the lines came
 
 
 @pytest.mark.parametrize(

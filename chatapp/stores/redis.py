@@ -70,6 +70,30 @@ def _name_list(names: object) -> tuple[str, ...]:
     return tuple(names) if isinstance(names, list) else ()  # cjson writes [] as {}
 
 
+class RedisClock:
+    """Deadlines on Redis's clock: ours plus an offset read with TIME now and then."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._offset: float | None = None  # Redis's clock minus ours
+        self._next_check = 0.0
+
+    def deadline(self) -> str:
+        """Return when, on Redis's clock, a call sent now must no longer run."""
+        now = time.time()
+        if now >= self._next_check:
+            before = time.time()
+            seconds, micros = self.client.time()
+            after = time.time()
+            good = after - before <= CLOCK_CHECK_MAX_ROUND_TRIP
+            if good or self._offset is None:
+                self._offset = seconds + micros / 1e6 - (before + after) / 2
+            # A slow check gives a poor offset: check again in a second.
+            self._next_check = after + (CLOCK_CHECK_SECONDS if good else 1.0)
+        assert self._offset is not None
+        return repr(now + self._offset + LATE_AFTER_SECONDS)
+
+
 class RedisStore:
     """Keep rooms, members, history and token buckets in Redis."""
 
@@ -97,41 +121,31 @@ class RedisStore:
             }
         )
         self._leases = f"{prefix}leases"
-        self._clock_offset: float | None = None  # Redis's clock minus ours
-        self._next_clock_check = 0.0
+        self._clock = RedisClock(self.client)
         # Lines sent at the same time share a round trip (chatapp.stores.batching).
         # (A partial of the client, not a method: no cycle keeps the store alive.)
         self._appends: GroupCommit[tuple[str, list[Any]]] = GroupCommit(
-            functools.partial(_run_together, self.client, self._script, self._leases)
+            functools.partial(_run_together, self.client, self._script, self._leases, self._clock)
         )
 
     def _run(self, op: str, key: str, now: float, *args: Any, together: bool = False) -> Any:
         try:
-            call = (key, [op, repr(now), self._limits_json, self.host_id, self._deadline(), *args])
             if together:
-                reply = self._appends(call)
+                # Nothing here waits before the call joins the queue, so calls
+                # queue in the order they are made (a connection's overlapping
+                # sends rely on it: chatapp.transport). The batch takes its
+                # deadline when it is sent.
+                call = [op, repr(now), self._limits_json, self.host_id, *args]
+                reply = self._appends((key, call))
             else:
-                reply = self._script(keys=[key, self._leases], args=call[1])
+                deadline = self._clock.deadline()
+                call = [op, repr(now), self._limits_json, self.host_id, deadline, *args]
+                reply = self._script(keys=[key, self._leases], args=call)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailable(str(error)) from error
         if reply == LATE:
             raise StoreUnavailable("Redis ran the call too late; it did nothing")
         return reply
-
-    def _deadline(self) -> str:
-        """Return when, on Redis's clock, a call sent now must no longer run."""
-        now = time.time()
-        if now >= self._next_clock_check:
-            before = time.time()
-            seconds, micros = self.client.time()
-            after = time.time()
-            good = after - before <= CLOCK_CHECK_MAX_ROUND_TRIP
-            if good or self._clock_offset is None:
-                self._clock_offset = seconds + micros / 1e6 - (before + after) / 2
-            # A slow check gives a poor offset: check again in a second.
-            self._next_clock_check = after + (CLOCK_CHECK_SECONDS if good else 1.0)
-        assert self._clock_offset is not None
-        return repr(now + self._clock_offset + LATE_AFTER_SECONDS)
 
     def _room(self, code: str) -> str:
         return f"{self.prefix}{{{code}}}"
@@ -341,18 +355,26 @@ class RedisStore:
 
 
 def _run_together(
-    client: redis.Redis, script: Any, leases: str, calls: Sequence[tuple[str, list[Any]]]
+    client: redis.Redis,
+    script: Any,
+    leases: str,
+    clock: RedisClock,
+    calls: Sequence[tuple[str, list[Any]]],
 ) -> list[Any]:
     """Run appends in one round trip: one script call per room, all in one pipeline.
 
     Not a transaction: each room's call is atomic alone. A room's lines keep
-    their order, each recorded at its own time; the call runs under the
-    oldest line's deadline.
+    their order, each recorded at its own time; every call of the round trip
+    runs under the deadline of the moment it is sent.
     """
     rooms: dict[str, list[int]] = {}  # room key -> indexes of its calls, in order
     for i, (key, _) in enumerate(calls):
         rooms.setdefault(key, []).append(i)
-    merged = [(key, _room_call([calls[i][1] for i in indexes])) for key, indexes in rooms.items()]
+    deadline = clock.deadline()
+    merged = [
+        (key, _room_call([calls[i][1] for i in indexes], deadline))
+        for key, indexes in rooms.items()
+    ]
     if len(merged) == 1:
         key, args = merged[0]
         replies = [script(keys=[key, leases], args=args)]
@@ -374,13 +396,13 @@ def _run_together(
     return results
 
 
-def _room_call(calls: list[list[Any]]) -> list[Any]:
+def _room_call(calls: list[list[Any]], deadline: str) -> list[Any]:
     """Join one room's queued appends into one call: each line with its own time."""
-    op, now, limits, host, deadline = calls[0][:5]
+    op, now, limits, host = calls[0][:4]
     args = [op, now, limits, host, deadline]
     for call in calls:
         args.append(call[1])
-        args.extend(call[5:])
+        args.extend(call[4:])
     return args
 
 
