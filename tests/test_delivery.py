@@ -15,6 +15,7 @@ from chatapp.delivery import DeliveryListener
 from chatapp.delivery import GAP_WAIT_SECONDS
 from chatapp.delivery import RoomSequencer
 from chatapp.stores import Limits
+from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
 from chatapp.stores.redis import _delivery
@@ -396,6 +397,9 @@ def test_a_rooms_lines_sent_together_are_one_call_each_line_with_its_own_outcome
     assert results[6] == ["recorded", 4, "ada"]  # at its own time: a token came back
     assert [m.text for m in store.messages("ABCD", 1, 100)] == ["one", "two", "later"]
     assert [m.text for m in store.messages("EFGH", 1, 100)] == ["elsewhere"]
+    # The call kept what its lines spent: half a token is left.
+    after = store.append("ABCD", "ada", "right after", None, "ts", 1, 2, now + 1.5)
+    assert after.outcome is AppendOutcome.RATE_LIMITED
     # A call Redis runs after its deadline records none of its lines.
     late = [together(store, "ABCD", now + 9, f"late {i}", "ada", "", 1, 2) for i in range(3)]
     replies = _run_together(store.client, store._script, store._leases, PastDeadlines(), late)

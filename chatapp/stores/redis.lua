@@ -136,36 +136,46 @@ local function drop_stale()
   end
 end
 
--- Send a recorded message (and the member list, when it changed) to every
--- other process whose sockets are in the room and whose lease runs.
-local function publish(message, names_json)
+-- The channels of the other processes whose sockets are in the room and
+-- whose lease runs (forgetting those whose lease ran out: they died).
+local function other_hosts()
   local hosts = redis.call('HGETALL', S)
-  if #hosts <= 2 and (#hosts == 0 or hosts[1] == HOST) then return end
-  local payload = '{"r":' .. cjson.encode(CODE) .. ',"m":' .. message
-  if names_json then payload = payload .. ',"p":' .. names_json end
-  payload = payload .. '}'
+  local channels = {}
+  if #hosts <= 2 and (#hosts == 0 or hosts[1] == HOST) then return channels end
   for i = 1, #hosts, 2 do
     if hosts[i] ~= HOST then
       if tonumber(hosts[i + 1]) < NOW then
-        redis.call('HDEL', S, hosts[i])  -- that process stopped renewing: it died
+        redis.call('HDEL', S, hosts[i])
       else
-        redis.call('PUBLISH', PREFIX .. 'host:' .. hosts[i], payload)
+        channels[#channels + 1] = PREFIX .. 'host:' .. hosts[i]
       end
     end
   end
+  return channels
+end
+
+-- Send a recorded message (and the member list, when it changed) to the
+-- other processes (channels: other_hosts(), read once for several messages).
+local function publish(message, names_json, channels)
+  channels = channels or other_hosts()
+  if #channels == 0 then return end
+  local payload = '{"r":' .. cjson.encode(CODE) .. ',"m":' .. message
+  if names_json then payload = payload .. ',"p":' .. names_json end
+  payload = payload .. '}'
+  for _, channel in ipairs(channels) do redis.call('PUBLISH', channel, payload) end
 end
 
 local function record(kind, name, text, ts, cid_key)
   local id = redis.call('HINCRBY', R, 'last', 1)
   local message = cjson.encode({id = id, kind = kind, name = name, text = text, ts = ts})
-  redis.call('RPUSH', L, message)
+  local length = redis.call('RPUSH', L, message)
   if cid_key then
     redis.call('HSET', C, cid_key, id)
     redis.call('HSET', CI, id, cid_key)
   end
-  local extra = redis.call('LLEN', L) - LIMITS.history_limit
+  local extra = length - LIMITS.history_limit
   if extra > 0 then
-    local first = id - redis.call('LLEN', L) + 1
+    local first = id - length + 1
     redis.call('LTRIM', L, extra, -1)
     for old = first, first + extra - 1 do
       local key = redis.call('HGET', CI, old)
@@ -368,9 +378,15 @@ function ops.leave()
 end
 
 -- A chat line by a present member within its send budget (cid '' for none).
-local function append_line(ts, id, text, cid, rate, burst)
-  if not live_room() then return reply('not_member') end
-  local member = get_member(id)
+-- batch: what the lines of one call share, read once (room, hosts) and the
+-- members they change, written back once at the end.
+local function append_line(batch, ts, id, text, cid, rate, burst)
+  if not batch.live then return reply('not_member') end
+  local member = batch.members[id]
+  if member == nil then
+    member = get_member(id) or false
+    batch.members[id] = member
+  end
   if not member or member.p == 0 then return reply('not_member') end
   local cid_key = false
   if cid ~= '' then
@@ -384,15 +400,14 @@ local function append_line(ts, id, text, cid, rate, burst)
   -- keeps 14 digits of sa): as in stores/memory.py.
   tokens = math.min(burst, tokens + math.max(0, NOW - member.sa) * rate)
   member.sa = math.max(member.sa, NOW)
+  batch.changed[id] = member
   if tokens < 1 then
     member.st = tokens
-    put_member(id, member)
     return reply('rate_limited', tostring((1 - tokens) / rate))
   end
   member.st = tokens - 1
-  put_member(id, member)
   local message, message_id = record('chat', member.n, text, ts, cid_key)
-  publish(message)
+  publish(message, nil, batch.channels)
   return reply('recorded', message_id, member.n)  -- the caller has the text and ts
 end
 
@@ -400,12 +415,17 @@ end
 -- the lines sent together into this room (stores/batching.py), each
 -- recorded as at its own time, in order; one reply per line.
 function ops.append()
+  NOW = tonumber(ARGV[6])
+  -- A room with a present member is busy (it never expires), and only
+  -- present members send: whether it lives is the same for every line.
+  local batch = {live = live_room() ~= nil, members = {}, changed = {}, channels = other_hosts()}
   local replies = {}
   for i = 6, #ARGV, 7 do
     NOW = tonumber(ARGV[i])
     replies[#replies + 1] = append_line(
-      ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]))
+      batch, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]))
   end
+  for id, member in pairs(batch.changed) do put_member(id, member) end
   return replies
 end
 
