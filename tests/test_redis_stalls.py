@@ -22,6 +22,7 @@ from rawsocket import RawSocket
 from chatapp.stores import Limits
 from chatapp.stores import StoreUnavailable
 from chatapp.stores.base import NewMember
+from chatapp.stores.redis import RedisClock
 from chatapp.stores.redis import RedisStore
 
 pytestmark = pytest.mark.redis
@@ -97,6 +98,26 @@ def test_the_deadline_is_on_redis_clock_whatever_ours_says(monkeypatch, redis_pr
         assert appended.message_id == 2
     finally:
         fresh.client.close()
+
+
+def test_calls_made_while_the_clock_is_checked_keep_the_offset_they_have(redis_proc, room):
+    # Under load, every caller of a busy second used to ask Redis for the time.
+    clock = RedisClock(room.client)
+    clock.deadline()
+    before = room.client.info("commandstats")["cmdstat_time"]["calls"]
+    clock._next_check = 0.0  # the offset is due for a check
+    resumed = stall(redis_proc, 0.3)  # and the check takes a while
+    deadlines: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: deadlines.append(clock.deadline())) for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    resumed.join()
+    assert len(deadlines) == 20
+    assert room.client.info("commandstats")["cmdstat_time"]["calls"] - before == 1
 
 
 @pytest.mark.server

@@ -47,6 +47,7 @@ SOCKET_TIMEOUT_SECONDS = 1.0
 # from ours is read with TIME every CLOCK_CHECK_SECONDS.
 LATE_AFTER_SECONDS = SOCKET_TIMEOUT_SECONDS / 2
 CLOCK_CHECK_SECONDS = 60.0
+CLOCK_RECHECK_SECONDS = 1.0  # after a slow check, and while one is in flight
 CLOCK_CHECK_MAX_ROUND_TRIP = 0.05  # a slower TIME round trip gives no good offset
 LATE = "~late"
 KEY_PREFIX = "chat:"
@@ -81,17 +82,23 @@ class RedisClock:
     def deadline(self) -> str:
         """Return when, on Redis's clock, a call sent now must no longer run."""
         now = time.time()
-        if now >= self._next_check:
-            before = time.time()
-            seconds, micros = self.client.time()
-            after = time.time()
-            good = after - before <= CLOCK_CHECK_MAX_ROUND_TRIP
-            if good or self._offset is None:
-                self._offset = seconds + micros / 1e6 - (before + after) / 2
-            # A slow check gives a poor offset: check again in a second.
-            self._next_check = after + (CLOCK_CHECK_SECONDS if good else 1.0)
+        if now >= self._next_check or self._offset is None:
+            self._check(now)
         assert self._offset is not None
         return repr(now + self._offset + LATE_AFTER_SECONDS)
+
+    def _check(self, now: float) -> None:
+        # One check at a time: calls made meanwhile keep the offset they have
+        # (under load, every caller of a busy second checked at once).
+        self._next_check = now + CLOCK_RECHECK_SECONDS
+        before = time.time()
+        seconds, micros = self.client.time()
+        after = time.time()
+        good = after - before <= CLOCK_CHECK_MAX_ROUND_TRIP
+        if good or self._offset is None:
+            self._offset = seconds + micros / 1e6 - (before + after) / 2
+        # A slow check gives a poor offset: check again soon.
+        self._next_check = after + (CLOCK_CHECK_SECONDS if good else CLOCK_RECHECK_SECONDS)
 
 
 class RedisStore:
