@@ -199,7 +199,13 @@ def room(people):
 
 
 def chat_texts(client) -> list[str]:
-    return [line["text"] for line in client.lines() if line["kind"] == "chat"]
+    """The texts of the chat lines a python-socketio client got, in id order.
+
+    python-engineio's client handles each message in a thread of its own, so
+    the order it records them in is not the order they came in.
+    """
+    lines = {line["id"]: line for line in client.lines() if line["kind"] == "chat"}
+    return [lines[i]["text"] for i in sorted(lines)]
 
 
 def test_fragments_and_control_frames_between_them(wires, room):
