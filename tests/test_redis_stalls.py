@@ -68,6 +68,34 @@ def test_a_line_sent_into_a_stall_is_not_recorded_when_redis_wakes(redis_proc, r
     assert [m.text for m in room.messages("ABCD", 0, 10)] == ["", "into the stall"]
 
 
+def test_a_line_queued_behind_one_in_the_stall_is_not_recorded_either(redis_proc, room):
+    # The second line waits for the first one's round trip, then goes itself.
+    resumed = stall(redis_proc, 2.6)
+    answers: dict[str, tuple[type, float]] = {}
+
+    def send(text: str) -> None:
+        started = time.monotonic()
+        try:
+            room.append("ABCD", "ada", text, None, "ts", 5, 10, time.time())
+            answers[text] = (type(None), time.monotonic() - started)
+        except StoreUnavailable:
+            answers[text] = (StoreUnavailable, time.monotonic() - started)
+
+    first = threading.Thread(target=send, args=("first",))
+    first.start()
+    time.sleep(0.2)
+    queued = threading.Thread(target=send, args=("queued",))
+    queued.start()
+    first.join(5)
+    queued.join(5)
+    for text in ("first", "queued"):
+        outcome, seconds = answers[text]
+        assert outcome is StoreUnavailable and seconds < 2.0, (text, answers)
+    resumed.join()
+    time.sleep(0.2)  # Redis runs what it had queued
+    assert room.latest_id("ABCD") == 1  # the join notice only
+
+
 def test_a_connect_into_a_stall_records_no_join(redis_proc, room):
     now = time.time()
     room.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
