@@ -49,6 +49,14 @@ LISTEN_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 Deliver = Callable[[str, Message, list[str]], None]
 
 
+def _every_room(code: str) -> bool:
+    return True
+
+
+def _no_room(code: str) -> bool:
+    return False
+
+
 class SharedStore(Store, Protocol):
     """A store several processes share: it also sends on what others record."""
 
@@ -126,21 +134,26 @@ class RoomSequencer:
         """Ask the next ``fill_gaps`` to look at every room's newest id (after an outage)."""
         self._poll_requested = True
 
-    def fill_gaps(self, poll: bool = True) -> None:
+    def fill_gaps(self, poll: bool | Callable[[str], bool] = True) -> None:
         """Fetch from the store what the publications lost or have held up too long.
 
-        Rooms holding early arrivals are always looked at; with ``poll`` (or
-        after ``poll_soon``) every room's newest id is read too, which finds
-        losses that no later message reveals.
+        Rooms holding early arrivals are always looked at. ``poll`` says whose
+        newest id is read too, which finds losses that no later message
+        reveals: every room's (True, and after ``poll_soon``), none (False),
+        or those of the rooms whose code it accepts (a slice of them).
         """
         now = time.monotonic()
-        poll, self._poll_requested = poll or self._poll_requested, False
+        if poll is True or self._poll_requested:
+            polled: Callable[[str], bool] = _every_room
+        else:
+            polled = poll or _no_room
+        self._poll_requested = False
         with self._lock:
             # A gap stays looked at until it is filled, however it was found.
             rooms = [
                 (code, state)
                 for code, state in self._rooms.items()
-                if poll or state.early or state.gap_since is not None
+                if state.early or state.gap_since is not None or polled(code)
             ]
         if not rooms:
             return

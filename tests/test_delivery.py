@@ -118,13 +118,19 @@ def test_losses_nothing_later_reveals_are_found_by_the_newest_id(local):
     assert [i for _, i, _ in local.seen] == [1, 2]
 
 
-def test_between_polls_only_rooms_with_a_gap_are_looked_at(local):
-    for code in ("ABCD", "EFGH"):
+def rooms_with_two_lines(local: Local, *codes: str) -> list[list[str]]:
+    """Admit a socket to each room, record two lines there; return the rooms polled."""
+    for code in codes:
         local.sequencer.admit(code, "s-" + code, 0, lambda: None)
         local.store.record(code, 2)
-    asked = []
+    asked: list[list[str]] = []
     latest_ids = local.store.latest_ids
     local.store.latest_ids = lambda codes: asked.append(list(codes)) or latest_ids(codes)
+    return asked
+
+
+def test_between_polls_only_rooms_with_a_gap_are_looked_at(local):
+    asked = rooms_with_two_lines(local, "ABCD", "EFGH")
     local.sequencer.offer("ABCD", line(2))  # a gap: 1 is missing
     for message_id in (1, 2):
         local.sequencer.offer("EFGH", line(message_id))  # no gap
@@ -134,6 +140,21 @@ def test_between_polls_only_rooms_with_a_gap_are_looked_at(local):
     local.sequencer.fill_gaps(poll=False)
     local.sequencer.fill_gaps(poll=False)
     assert asked[1:] == [["ABCD", "EFGH"], ["ABCD"]]
+
+
+def test_a_poll_of_a_slice_reads_only_its_rooms_and_those_with_a_gap(local):
+    asked = rooms_with_two_lines(local, "ABCD", "EFGH", "IJKL")
+    local.sequencer.offer("ABCD", line(2))  # a gap: 1 is missing
+    local.sequencer.fill_gaps(poll=lambda code: code == "IJKL")
+    assert asked == [["ABCD", "IJKL"]]
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    local.sequencer.fill_gaps(poll=lambda code: code == "IJKL")
+    assert [(code, i) for code, i, _ in local.seen] == [
+        ("ABCD", 1),
+        ("ABCD", 2),
+        ("IJKL", 1),
+        ("IJKL", 2),
+    ]
 
 
 def test_ids_the_store_no_longer_retains_are_skipped(local):
