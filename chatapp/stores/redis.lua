@@ -459,14 +459,15 @@ end
 -- ARGV: lease_until, then CODE|member|conn entries. Refresh this process's
 -- leases, and its place in those rooms' :s (set when it connected there).
 function ops.renew()
-  local until_ = tonumber(ARGV[6])
+  local until_ = ARGV[6]
   local rooms = {}
+  local leases = {}  -- score, entry, ...: one ZADD; XX renews only leases that still exist
   for i = 7, #ARGV do
-    if redis.call('ZSCORE', LEASES, ARGV[i]) then
-      redis.call('ZADD', LEASES, 'XX', until_, ARGV[i])
-    end
+    leases[#leases + 1] = until_
+    leases[#leases + 1] = ARGV[i]
     rooms[string.match(ARGV[i], '^[^|]*')] = true
   end
+  if #leases > 0 then redis.call('ZADD', LEASES, 'XX', unpack(leases)) end
   for code in pairs(rooms) do
     local hosts = PREFIX .. '{' .. code .. '}:s'
     if redis.call('HEXISTS', hosts, HOST) == 1 then redis.call('HSET', hosts, HOST, until_) end
