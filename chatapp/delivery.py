@@ -143,10 +143,13 @@ class RoomSequencer:
         or those of the rooms whose code it accepts (a slice of them).
         """
         now = time.monotonic()
+        polled: Callable[[str], bool]
         if poll is True or self._poll_requested:
-            polled: Callable[[str], bool] = _every_room
+            polled = _every_room
+        elif poll is False:
+            polled = _no_room
         else:
-            polled = poll or _no_room
+            polled = poll
         self._poll_requested = False
         with self._lock:
             # A gap stays looked at until it is filled, however it was found.

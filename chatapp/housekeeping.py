@@ -82,6 +82,11 @@ class Housekeeper:
         store: SharedStore = registry.store  # type: ignore[assignment]  # only shared stores
         self.listener = DeliveryListener(store, sequencer, members)
         self.started = False
+        start = time.monotonic()
+        self._polls = Rotation(POLL_EVERY_SECONDS, SLICES, start)
+        renew_every = registry.settings.connection_lease / RENEWALS_PER_LEASE
+        self._renewals = Rotation(renew_every, SLICES, start)
+        self._next_sweep = 0.0
 
     def start(self) -> None:
         """Start both loops once in this process."""
@@ -91,25 +96,21 @@ class Housekeeper:
             socketio.start_background_task(self._run)
 
     def _run(self) -> None:
-        start = time.monotonic()
-        polls = Rotation(POLL_EVERY_SECONDS, SLICES, start)
-        renew_every = self.registry.settings.connection_lease / RENEWALS_PER_LEASE
-        renewals = Rotation(renew_every, SLICES, start)
-        next_sweep = 0.0
         while True:
             socketio.sleep(TICK_SECONDS)
             try:
-                now = time.monotonic()
-                self.sequencer.fill_gaps(polls.due(now))
-                renewing = renewals.due(now)
-                self.registry.renew_leases(
-                    [conn for conn in self.local_connections() if renewing(conn[2])]
-                )
-                if now >= next_sweep:
-                    next_sweep = now + SWEEP_EVERY_SECONDS
-                    for code, member_id, conn_id in self.registry.dead_connections():
-                        self.detach(code, member_id, conn_id)
+                self.tick(time.monotonic())
             except StoreUnavailable:
                 self.app.logger.warning("store unavailable; upkeep retries")
             except Exception:  # the loop must outlive any one failure
                 self.app.logger.exception("upkeep failed; retrying")
+
+    def tick(self, now: float) -> None:
+        """Do the upkeep due at ``now``: a slice of the polls and of the renewals, the sweep."""
+        self.sequencer.fill_gaps(self._polls.due(now))
+        renewing = self._renewals.due(now)
+        self.registry.renew_leases([conn for conn in self.local_connections() if renewing(conn[2])])
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY_SECONDS
+            for code, member_id, conn_id in self.registry.dead_connections():
+                self.detach(code, member_id, conn_id)
