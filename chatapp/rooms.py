@@ -212,16 +212,17 @@ class RoomRegistry:
                 return Membership(code, creator.member_id, name)
         raise NoFreeCode()
 
-    def join_room(self, raw_code: str, raw_name: str, member_id: str | None = None) -> Membership:
+    def join_room(self, raw_code: str, raw_name: str, held: Membership | None = None) -> Membership:
         """Seat a member in an existing room (pending until it connects).
 
-        ``member_id`` is the session's earlier membership there, if any: the
-        same session joining again keeps its seat and name.
+        ``held`` is the session's earlier membership there, if any. While it
+        still has its seat, joining again keeps the seat and its name; once
+        it has ended, the member is seated again under the name given now.
         """
         code = self.normalize_code(raw_code)
         name = self.normalize_name(raw_name)
         now = self.clock()
-        member = self._new_member(member_id or self.new_member_id(), name, now)
+        member = self._new_member(held.member_id if held else self.new_member_id(), name, now)
         outcome = self.store.add_member(code, member, now)
         if outcome is AddOutcome.NO_ROOM:
             raise RoomNotFound(code)
@@ -229,6 +230,8 @@ class RoomRegistry:
             raise NameTaken(name)
         if outcome is AddOutcome.FULL:
             raise RoomFull(code)
+        if outcome is AddOutcome.ALREADY and held is not None:
+            return held
         return Membership(code, member.member_id, name)
 
     def is_member(self, code: str, member_id: str) -> bool:

@@ -167,8 +167,18 @@ def test_join_room_refuses_bad_names(registry, name):
 
 def test_join_room_same_session_keeps_its_seat(registry):
     ada = registry.create_room("ada")
-    again = registry.join_room(ada.code, "ada", ada.member_id)
-    assert again.member_id == ada.member_id
+    again = registry.join_room(ada.code, "someone else", ada)
+    assert again == ada  # the same seat, under the name it holds
+
+
+def test_join_room_after_the_membership_ended_takes_the_new_name(registry, clock):
+    host = registry.create_room("host")
+    registry.connect(host.code, host.member_id, "c-host")
+    ada = registry.join_room(host.code, "ada")
+    clock.advance(61)  # ada never connected: the seat is gone
+    bob = registry.join_room(host.code, "bob", ada)
+    assert bob.member_id == ada.member_id and bob.name == "bob"
+    assert registry.join_room(host.code, "ada").name == "ada"  # the old name is free
 
 
 def test_join_room_full(make_registry, clock):

@@ -257,6 +257,19 @@ def test_leave_is_for_good_even_with_an_old_cookie(app, room, socketio_client, r
     assert replay.get(f"/room/{code}").status_code == 303
 
 
+def test_joining_again_after_the_membership_ended_takes_the_new_name(room, people):
+    code, ada, bob = room
+    a, b = ada.socket(room=code), bob.socket(room=code)
+    b.disconnect(CHAT_NAMESPACE)
+    a.get_received(CHAT_NAMESPACE)
+    assert wait_until(lambda: ("members", {"members": ["ada"]}) in received(a))
+    bob.join(code, "bobby")
+    page = bob.client.get(f"/room/{code}").data.decode()
+    assert 'data-name="bobby"' in page
+    assert events(bob.socket(room=code), "joined")[0]["members"] == ["ada", "bobby"]
+    people().join(code, "bob")  # the old name is free
+
+
 def test_reload_makes_no_notice(room):
     code, ada, bob = room
     a, b = ada.socket(room=code), bob.socket(room=code)

@@ -58,11 +58,7 @@ def enter() -> ResponseReturnValue:
             registry.record_creation(address)
         else:
             held = memberships.find(form.code.data)
-            membership = registry.join_room(
-                form.code.data, form.name.data, held.member_id if held else None
-            )
-            if held is not None:
-                membership = held  # joining again keeps the seat and its name
+            membership = registry.join_room(form.code.data, form.name.data, held)
     except (RoomNotFound, NameTaken, RoomFull) as refusal:
         registry.record_join_failure(address)
         return render_lobby(form, 400, field_error=refusal)
