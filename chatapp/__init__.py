@@ -54,6 +54,7 @@ def create_app(
         app.config["SECRET_KEY"] = _instance_secret_key(app)
 
     app.session_interface = ChatSessionInterface()
+    register_request_limits(app)  # before CSRFProtect's check, which reads the form
     csrf.init_app(app)
     app.extensions["room_registry"] = _make_registry(app)
     _register_socketio(app)
@@ -62,7 +63,6 @@ def create_app(
     _register_health(app)
     register_error_handlers(app)
     register_security_headers(app)
-    register_request_limits(app)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

@@ -7,13 +7,16 @@ from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import BadHost
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import SecurityError
 
 from chatapp.lobby.forms import LobbyForm
 from chatapp.lobby.routes import render_lobby
 from chatapp.stores.base import StoreUnavailable
 
 EXPIRED_FORM = "This form expired. Please try again."
+BAD_HOST = "the Host header does not name this server."
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -31,6 +34,10 @@ def _csrf_error(error: CSRFError) -> ResponseReturnValue:
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
     code = error.code or 500
+    if isinstance(error, (BadHost, SecurityError)):
+        # Refused before routing: with no URL adapter, no page with links
+        # (the stylesheet, the lobby) can be built.
+        return f"{code} {error.name}: {BAD_HOST}\n", code, {"Content-Type": "text/plain"}
     body, status = _page(code, error.name, error.description or "")
     # Keep what the error says in its headers (Allow on a 405), not its type.
     headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]

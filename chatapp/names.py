@@ -16,6 +16,9 @@ import icu
 # reorder text around it, invisible ones make two equal-looking names differ.
 BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 INVISIBLES = frozenset(map(chr, [0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF]))
+# What a decoder puts for bytes that were not text (a form sent as, say,
+# Latin-1 in a multipart body): not a name anyone typed.
+REPLACEMENT = "\ufffd"
 
 # Unicode categories refused in names: controls, format characters (which
 # hold the rest of the bidi and invisible marks) and lone surrogates.
@@ -53,6 +56,7 @@ def normalize_name(raw: str, max_length: int) -> str:
         if (
             char in BIDI_CONTROLS
             or char in INVISIBLES
+            or char == REPLACEMENT
             or unicodedata.category(char) in REFUSED_CATEGORIES
         ):
             raise InvalidName("malformed")

@@ -278,6 +278,13 @@ def test_invalid_utf8_in_the_body(lobby_app, junk, raw_bytes, multipart):
         body = b"name=" + value.replace(b"&", b"%26").replace(b"=", b"%3D") + b"&create="
         content_type = "application/x-www-form-urlencoded"
     response = client.post("/", data=body, content_type=content_type)
+    sent = urllib.parse.unquote_to_bytes(junk) if raw_bytes and not multipart else junk
+    if not (is_utf8(junk) and is_utf8(sent)):
+        assert response.status_code == 400, response.status_code
+        assert room_count(lobby_app) == before and session_rooms(lobby_app, client) == []
+        if not multipart:  # an urlencoded body is refused as a whole
+            assert b"not sent as UTF-8" in response.data
+        return
     assert response.status_code in (303, 400), response.status_code
     if response.status_code == 303:
         (_code, _member, name) = session_rooms(lobby_app, client)[-1]
@@ -285,6 +292,14 @@ def test_invalid_utf8_in_the_body(lobby_app, junk, raw_bytes, multipart):
         assert not any(0xD800 <= ord(c) <= 0xDFFF for c in name)
     else:
         assert room_count(lobby_app) == before
+
+
+def is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(

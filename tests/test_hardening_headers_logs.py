@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import zlib
 
 import pytest
@@ -15,6 +16,8 @@ from liveserver import wait_for
 from rawsocket import RawSocket
 
 from chatapp import create_app
+from chatapp.extensions import socketio
+from chatapp.sockets import CHAT_NAMESPACE
 
 
 def assert_security_headers(response_headers, where):
@@ -80,6 +83,50 @@ def readable_cookie(value):
     payload = value.lstrip(".").split(".")[0]
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     return json.loads(zlib.decompress(raw) if value.startswith(".") else raw)
+
+
+@pytest.mark.parametrize("host", [".", "a..b", "a" * 64 + ".example"])
+def test_a_host_header_that_names_no_host_is_a_plain_400(csrf_app, host):
+    for path in ("/", "/healthz", "/room/ABCD", "/nope"):
+        response = csrf_app.test_client().get(path, headers={"Host": host})
+        assert response.status_code == 400, path
+        assert response.mimetype == "text/plain"
+        assert b"the Host header does not name this server" in response.data
+        assert_security_headers(response.headers, path)
+
+
+def test_an_untrusted_host_is_refused_on_pages_and_sockets():
+    app = create_app("config.TestingConfig", {"TRUSTED_HOSTS": ["chat.example"]})
+    client = app.test_client()
+    assert client.post("/", data={"name": "ada", "create": ""}).status_code == 400
+    response = client.get("/", headers={"Host": "evil.example"})
+    assert response.status_code == 400 and b"Host header" in response.data
+    assert "ws://" not in response.headers["Content-Security-Policy"]
+    ok = client.post("/", data={"name": "ada", "create": ""}, headers={"Host": "chat.example"})
+    assert ok.status_code == 303
+    refused = socketio.test_client(
+        app, namespace=CHAT_NAMESPACE, flask_test_client=client, headers={"Host": "evil.example"}
+    )
+    assert not refused.is_connected(CHAT_NAMESPACE)
+    accepted = socketio.test_client(
+        app, namespace=CHAT_NAMESPACE, flask_test_client=client, headers={"Host": "chat.example"}
+    )
+    assert [event["name"] for event in accepted.get_received(CHAT_NAMESPACE)] == ["joined"]
+
+
+@pytest.mark.server
+def test_the_server_answers_a_bad_host_with_a_400(tmp_path):
+    server = LiveServer({}, tmp_path)
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: a..b\r\nConnection: close\r\n\r\n")
+            answer = b"".join(iter(lambda: raw.recv(4096), b""))
+        assert answer.startswith(b"HTTP/1.1 400")
+        assert answer.endswith(b"400 Bad Request: the Host header does not name this server.\n")
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
 
 
 @pytest.mark.server

@@ -41,6 +41,7 @@ def test_normalize_name_folds(raw, expected):
         ("ada\x7f", "malformed"),
         ("ada\x9b31m", "malformed"),  # C1 control (CSI)
         ("a\x1fb", "malformed"),  # unit separator: Python folds it as white space
+        ("ada\ufffd", "malformed"),  # bytes that were not text
         ("\x1cada", "malformed"),  # file separator, even where trimming would drop it
         ("\u202eada", "malformed"),  # right-to-left override
         ("ad\u2066a", "malformed"),  # isolate

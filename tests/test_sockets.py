@@ -9,6 +9,7 @@ from socket_events import events
 from socket_events import received
 
 from chatapp.sockets import CHAT_NAMESPACE
+from chatapp.sockets import INVALID_BURST
 
 
 def wait_until(predicate, timeout=3.0):
@@ -343,7 +344,7 @@ def test_a_flood_of_unknown_events_spends_the_invalid_budget(room, caplog):
     caplog.set_level("INFO", logger="chatapp.events")
     code, ada, _ = room
     a = ada.socket(room=code)
-    for _ in range(40):  # more than the burst of 30
+    for _ in range(INVALID_BURST + 10):
         a.emit("nonsense", {}, namespace=CHAT_NAMESPACE)
     closed = [r for r in caplog.records if "closed_for_invalid_input" in r.getMessage()]
     assert len(closed) == 1 and '"addr":"127.0.0.1"' in closed[0].getMessage()
