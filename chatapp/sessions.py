@@ -4,9 +4,10 @@ Flask's cookie sessions pass whatever a validly signed cookie decodes to
 into ``dict()``: a signed JSON string or number makes every request with it
 fail with a 500. Only the secret key can sign one, but keys leak, rotate and
 get shared between deployments, so such a cookie counts as no session here,
-like one with a bad signature. Flask also builds the signing serializer again
-for every request and every socket event that opens the session; here it is
-built once per key.
+like one with a bad signature (and a CSRF secret that is not a string as no
+secret). Flask also builds the signing serializer again for every request
+and every socket event that opens the session; here it is built once per
+key.
 """
 
 from __future__ import annotations
@@ -19,12 +20,22 @@ from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
+# Where Flask-WTF keeps the session's CSRF secret (WTF_CSRF_FIELD_NAME).
+CSRF_KEY = "csrf_token"
+
 
 class ChatSession(SecureCookieSession):
-    """A cookie session that starts empty unless the cookie held an object."""
+    """A cookie session that starts empty unless the cookie held an object.
+
+    A CSRF secret that is not a string is dropped: Flask-WTF compares it
+    with ``hmac.compare_digest``, which raises on anything else.
+    """
 
     def __init__(self, initial: Any = None) -> None:
-        super().__init__(initial if isinstance(initial, Mapping) else None)
+        data = dict(initial) if isinstance(initial, Mapping) else {}
+        if not isinstance(data.get(CSRF_KEY, ""), str):
+            del data[CSRF_KEY]
+        super().__init__(data)
 
 
 class ChatSessionInterface(SecureCookieSessionInterface):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import zlib
 
 import pytest
@@ -11,6 +12,7 @@ from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from socket_events import events
 
+from chatapp import create_app
 from chatapp.sockets import CHAT_NAMESPACE
 
 
@@ -135,6 +137,20 @@ def test_validly_signed_odd_shapes_do_not_crash(app, socketio_client, refusals, 
     assert not socketio_client(client, auth={"room": "ABCD"}).is_connected(CHAT_NAMESPACE)
     assert refusals == [{"message": "not_joined"}]
     assert client.post("/", data={"name": "x", "create": ""}).status_code == 303
+
+
+@pytest.mark.parametrize("secret", [123, {"a": 1}, ["x"], None])
+def test_validly_signed_csrf_secret_of_another_type_is_a_new_one(secret):
+    app = create_app("config.TestingConfig", {"WTF_CSRF_ENABLED": True})
+    client = app.test_client()
+    set_session(client, signer(app, app.secret_key).dumps({"csrf_token": secret}))
+    html = client.get("/").data.decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    created = client.post("/", data={"name": "ada", "create": "", "csrf_token": token})
+    assert created.status_code == 303
+    code = created.headers["Location"].rsplit("/", 1)[1]
+    left = client.post(f"/room/{code}/leave", data={"csrf_token": token})
+    assert left.status_code == 303
 
 
 def test_cookie_signed_with_a_rotated_out_key_still_counts(app, room):
