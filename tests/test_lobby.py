@@ -30,6 +30,16 @@ def test_lobby_invite_link_prefills_code(client, raw):
     assert b'value="ABCD"' in response.data
 
 
+@pytest.mark.settings(ROOM_CODE_LENGTH=20)
+def test_longer_codes_fit_the_code_field_and_its_errors(client):
+    code = post(client, name="ada", create="").headers["Location"].rsplit("/", 1)[1]
+    html = client.get("/", query_string={"code": f"  {code.lower()}  "}).data.decode()
+    assert f'value="{code}"' in html and 'maxlength="32"' in html
+    refused = post(client, name="bob", code="ABCD", join="")
+    assert refused.status_code == 400
+    assert b"Room codes are 20 letters, like ABCDEFGHIJKLMNOPQRST." in refused.data
+
+
 def test_lobby_prefill_is_escaped(client):
     response = client.get("/", query_string={"code": '"><script>x</script>'})
     assert b"<script>x</script>" not in response.data

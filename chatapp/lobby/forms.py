@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from chatapp.rooms import InvalidCode
 from chatapp.rooms import InvalidName
 
 ACTIONS = ("create", "join")
+# The code field takes a code and some spaces around it (they are trimmed).
+CODE_FIELD_SLACK = 12
 
 NAME_ERRORS = {
     "empty": "Enter your name.",
@@ -45,6 +48,11 @@ class LobbyForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
         self.action = action
         self.form_errors: list[str] = []
 
+    @property
+    def code_max_length(self) -> int:
+        """How many characters the code field takes."""
+        return get_registry().settings.code_length + CODE_FIELD_SLACK
+
     def validate_name(self, field: Field) -> None:
         """Refuse names the registry would refuse, saying why."""
         _single(field)
@@ -67,4 +75,5 @@ class LobbyForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
             field.data = registry.normalize_code(field.data)
         except InvalidCode:
             length = registry.settings.code_length
-            raise ValidationError(f"Room codes are {length} letters, like ABCD.") from None
+            example = (string.ascii_uppercase * (length // 26 + 1))[:length]
+            raise ValidationError(f"Room codes are {length} letters, like {example}.") from None

@@ -31,7 +31,8 @@ UNAVAILABLE = "The chat is unavailable right now. Try again in a moment."
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """Show the lobby, with the code of an invite link filled in."""
-    form = LobbyForm(formdata=None, code=normalize_code(request.args.get("code", ""))[:16])
+    form = LobbyForm(formdata=None)
+    form.code.data = normalize_code(request.args.get("code", ""))[: form.code_max_length]
     return render_template("lobby/index.html", form=form)
 
 
