@@ -29,9 +29,11 @@ def origin_allowed(origin: str | None, own_origin: str, allowed: Iterable[str]) 
     """Tell whether a browser's ``Origin`` may open a socket.
 
     No header means no browser (a bot or a test client): cross-site socket
-    hijacking needs a browser, and browsers always send it.
+    hijacking needs a browser, and browsers always send it. A header sent
+    twice arrives joined by commas (websocket-client adds one of its own to
+    the one it is given): every origin in it must be allowed.
     """
     if origin is None:
         return True
-    candidates = list(allowed) or [own_origin]
-    return origin.rstrip("/").lower() in {c.rstrip("/").lower() for c in candidates}
+    candidates = {c.rstrip("/").lower() for c in list(allowed) or [own_origin]}
+    return all(sent.strip().rstrip("/").lower() in candidates for sent in origin.split(","))

@@ -15,6 +15,7 @@ import unicodedata
 
 import pytest
 import requests
+import socketio
 import websocket
 from hypothesis import given
 from hypothesis import HealthCheck
@@ -22,6 +23,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from liveserver import LiveServer
 from liveserver import Person
+from liveserver import wait_for
 from rawsocket import CHAT
 from rawsocket import RawSocket
 from socket_events import events
@@ -441,6 +443,21 @@ def test_own_origin_is_accepted(server, members):
     ada, _, raw, _ = members
     sock = raw(ada, origin=server.url)
     assert sock.received("joined")[0]["room"] == ada.code
+
+
+@pytest.mark.server
+def test_own_origin_given_to_a_websocket_client_that_adds_its_own(server, members):
+    """python-socketio over websocket-client sends the header it is given and its own."""
+    ada = members[0]
+    client = socketio.Client(reconnection=False)
+    joined = []
+    client.on("joined", joined.append, namespace=CHAT)
+    headers = {"Origin": server.url, "Cookie": ada.cookie_header()}
+    client.connect(server.url, headers=headers, transports=["websocket"], namespaces=[CHAT])
+    try:
+        assert wait_for(lambda: joined, timeout=5)[0]["room"] == ada.code
+    finally:
+        client.disconnect()
 
 
 @pytest.mark.server
