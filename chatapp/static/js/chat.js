@@ -458,7 +458,7 @@
 
   const REJECTED_TEXT = {
     empty: () => "Not sent: the message is empty",
-    too_long: () => `Too long: ${textarea.maxLength > 0 ? textarea.maxLength : 2000} characters at most`,
+    too_long: () => `Too long: ${MAX_LENGTH} characters at most`,
     invalid: () => "Not sent: the message contains characters that are not allowed",
   };
 
@@ -560,6 +560,24 @@
   }
 
   // ---------------------------------------------------------------- composer
+  const MAX_LENGTH = Number(textarea.dataset.maxLength) || 2000;
+  const composerError = $("composer-error");
+
+  // What the server counts: code points, after \r\n -> \n and trimming.
+  function lengthOf(text) {
+    return [...text.replace(/\r\n?/g, "\n").trim()].length;
+  }
+
+  // A line over the limit stays in the box, with the reason: sending it would
+  // only be refused (and a huge paste would exceed the frame limit).
+  function checkLength() {
+    const over = lengthOf(textarea.value) - MAX_LENGTH;
+    composerError.hidden = over <= 0;
+    composerError.textContent =
+      over > 0 ? `Too long: ${MAX_LENGTH} characters at most (${over} over). Shorten it to send.` : "";
+    return over <= 0;
+  }
+
   function autosize() {
     textarea.style.height = "auto";
     textarea.style.height = `${textarea.scrollHeight + (textarea.offsetHeight - textarea.clientHeight)}px`;
@@ -569,7 +587,7 @@
     event.preventDefault();
     if (ended) return;
     const text = textarea.value;
-    if (text.trim() === "") {
+    if (text.trim() === "" || !checkLength()) {
       textarea.focus();
       return;
     }
@@ -593,6 +611,7 @@
 
   textarea.addEventListener("input", () => {
     autosize();
+    if (!composerError.hidden) checkLength();
     if (!canSend || ended || textarea.value.trim() === "") return;
     const now = Date.now();
     if (now - lastTypingSent >= TYPING_SEND_EVERY_MS) {
@@ -602,9 +621,18 @@
   });
 
   // ---------------------------------------------------------------- log scrolling
+  // The log shrinks when the message box grows or a panel opens: a reader who
+  // was following the newest line keeps following it.
+  let following = true;
   logEl.addEventListener("scroll", () => {
-    if (!newMessagesBtn.hidden && isAtBottom()) newMessagesBtn.hidden = true;
+    following = isAtBottom();
+    if (!newMessagesBtn.hidden && following) newMessagesBtn.hidden = true;
   }, { passive: true });
+  if ("ResizeObserver" in window) {
+    new ResizeObserver(() => {
+      if (following && !isAtBottom()) scrollToBottom();
+    }).observe(logEl);
+  }
 
   newMessagesBtn.addEventListener("click", () => {
     scrollToBottom();

@@ -1,0 +1,55 @@
+"""The message box: a line over the limit is kept, not cut; the log keeps following."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import chat_texts
+from tests.browser.conftest import create_room
+from tests.browser.conftest import join_room
+from tests.browser.conftest import log
+from tests.browser.conftest import send
+
+pytestmark = pytest.mark.browser
+
+AT_BOTTOM = "() => { const l = document.getElementById('log');"
+AT_BOTTOM += " return l.scrollHeight - l.scrollTop - l.clientHeight < 4; }"
+
+
+def test_a_paste_over_the_limit_stays_in_the_box_with_the_reason(server, open_context):
+    ada = open_context().new_page()
+    create_room(ada, server.url, "ada")
+    box = ada.get_by_role("textbox", name="Message")
+    long_text = "word " * 500  # 2,500 characters, 2,499 after trimming
+    box.fill(long_text)
+    box.press("Enter")
+    expect(ada.get_by_role("alert").filter(has_text="Too long")).to_contain_text(
+        "2000 characters at most (499 over)"
+    )
+    assert box.input_value() == long_text  # nothing cut, nothing lost
+    ada.wait_for_timeout(300)
+    assert not any("word word" in text for text in chat_texts(ada))  # and nothing sent
+    box.fill("short enough")
+    expect(ada.locator("#composer-error")).to_be_hidden()
+    box.press("Enter")
+    expect(log(ada)).to_contain_text("short enough")
+
+
+def test_the_log_keeps_following_while_the_box_grows(server, open_context):
+    ada, bob = open_context().new_page(), open_context().new_page()
+    code = create_room(ada, server.url, "ada")
+    join_room(bob, server.url, code, "bob")
+    for i in range(30):
+        send(bob, f"line {i}")
+    expect(log(ada)).to_contain_text("line 29")
+    assert ada.evaluate(AT_BOTTOM)
+    box = ada.get_by_role("textbox", name="Message")
+    box.click()
+    for _ in range(5):  # a longer reply: the box grows, the log shrinks
+        box.type("more")
+        box.press("Shift+Enter")
+    send(bob, "while ada writes")
+    expect(log(ada)).to_contain_text("while ada writes")
+    ada.wait_for_function(AT_BOTTOM, timeout=2000)
+    expect(ada.get_by_role("button", name="New messages ↓")).to_be_hidden()
