@@ -13,8 +13,10 @@ from tests.browser.conftest import send
 
 pytestmark = pytest.mark.browser
 
-AT_BOTTOM = "() => { const l = document.getElementById('log');"
-AT_BOTTOM += " return l.scrollHeight - l.scrollTop - l.clientHeight < 4; }"
+AT_BOTTOM = """() => {
+  const log = document.getElementById("log");
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 4;
+}"""
 
 
 def test_a_paste_over_the_limit_stays_in_the_box_with_the_reason(server, open_context):
