@@ -185,6 +185,11 @@ def log(page: Page) -> Any:
     return page.get_by_role("log", name="Messages")
 
 
+def pending(page: Page) -> Any:
+    """The list of lines not sent yet."""
+    return page.get_by_role("list", name="Messages not sent yet")
+
+
 def chat_texts(page: Page) -> list[str]:
     """The texts of the chat lines in the log, oldest first."""
     return log(page).locator(".msg--chat .msg-text").all_inner_texts()

@@ -1,4 +1,5 @@
-"""The message box: a line over the limit is kept, not cut; the log keeps following."""
+"""The message box: a line over the limit is kept, not cut; a line over the send
+rate waits and goes by itself; the log keeps following."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from tests.browser.conftest import chat_texts
 from tests.browser.conftest import create_room
 from tests.browser.conftest import join_room
 from tests.browser.conftest import log
+from tests.browser.conftest import pending
 from tests.browser.conftest import send
+from tests.browser.conftest import start_live_server
 
 pytestmark = pytest.mark.browser
 
@@ -36,6 +39,21 @@ def test_a_paste_over_the_limit_stays_in_the_box_with_the_reason(server, open_co
     expect(ada.locator("#composer-error")).to_be_hidden()
     box.press("Enter")
     expect(log(ada)).to_contain_text("short enough")
+
+
+def test_lines_over_the_send_rate_wait_with_the_reason_and_go_in_order(open_context):
+    live = start_live_server({"SEND_RATE": 1, "SEND_BURST": 1})
+    try:
+        ada = open_context().new_page()
+        create_room(ada, live.url, "ada")
+        for i in range(3):
+            send(ada, f"quick {i}")
+        expect(pending(ada)).to_contain_text("you are sending fast, it goes in 1 s")
+        expect(log(ada)).to_contain_text("quick 2", timeout=5000)
+        assert chat_texts(ada) == ["quick 0", "quick 1", "quick 2"]
+        expect(pending(ada)).to_be_hidden()
+    finally:
+        live.close()
 
 
 def test_the_log_keeps_following_while_the_box_grows(server, open_context):

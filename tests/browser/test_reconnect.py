@@ -18,6 +18,7 @@ from tests.browser.conftest import chat_texts
 from tests.browser.conftest import create_room
 from tests.browser.conftest import join_room
 from tests.browser.conftest import log
+from tests.browser.conftest import pending
 from tests.browser.conftest import send
 from tests.browser.conftest import start_live_server
 from tests.browser.conftest import wait_connected
@@ -30,11 +31,6 @@ NETWORK_NOISE = (
     r"|^Failed to load resource: "
     r"net::ERR_(INTERNET_DISCONNECTED|CONNECTION_REFUSED|CONNECTION_RESET)"
 )
-
-
-def pending(page):
-    """The list of lines not sent yet."""
-    return page.get_by_role("list", name="Messages not sent yet")
 
 
 @pytest.fixture

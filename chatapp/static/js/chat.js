@@ -402,6 +402,9 @@
   }
 
   const WAITING_TEXT = "not sent yet: waiting for the connection…";
+  // The line stays queued and goes by itself; say why it is not sent yet.
+  const RATE_LIMITED_TEXT = "not sent yet: you are sending fast, it goes in";
+  const UNAVAILABLE_TEXT = "not sent yet: the server is busy, trying again…";
 
   function pendingElement(item) {
     const li = el("li", "pending");
@@ -536,16 +539,16 @@
           break;
         case "rate_limited": {
           const seconds = Number(ack.retry_after);
-          const wait = Number.isFinite(seconds) && seconds > 0 ? seconds : 1;
-          setPendingState(item.cid, "waiting…");
-          retryLater(Math.min(wait, 60) * 1000);
+          const wait = Math.min(Number.isFinite(seconds) && seconds > 0 ? seconds : 1, 60);
+          setPendingState(item.cid, `${RATE_LIMITED_TEXT} ${Math.ceil(wait)} s…`);
+          retryLater(wait * 1000);
           break;
         }
         case "not_joined":
           endSession("You are no longer in this room.");
           break;
         default: // "unavailable" and anything unknown: try again shortly
-          setPendingState(item.cid, "waiting…");
+          setPendingState(item.cid, UNAVAILABLE_TEXT);
           retryLater(RETRY_UNAVAILABLE_MS);
       }
     });
