@@ -1,15 +1,28 @@
 // chatapp lobby: pressing Enter joins when a room code is typed and creates a
-// room otherwise, and the matching button is shown as the main one. Without
-// this script the form still works: the server puts the likelier button first.
+// room otherwise, and the matching button is shown as the main one; a name
+// over the limit is refused before it is sent. Without this script the form
+// still works: the server puts the likelier button first and explains refusals.
 (() => {
   "use strict";
 
   const form = document.getElementById("lobby-form");
   if (!form) return;
+  const name = form.querySelector("input[name=name]");
   const code = form.querySelector("input[name=code]");
   const createBtn = form.querySelector("button[name=create]");
   const joinBtn = form.querySelector("button[name=join]");
-  if (!code || !createBtn || !joinBtn) return;
+  if (!name || !code || !createBtn || !joinBtn) return;
+
+  // The server's count: NFKC, trimmed, inner white space folded, in code
+  // points (an emoji is one, where maxlength would count two).
+  const maxName = Number(name.dataset.maxLength) || 32;
+  const nameLength = (value) => [...value.normalize("NFKC").trim().split(/\s+/).join(" ")].length;
+  const checkName = () => {
+    const over = nameLength(name.value) - maxName;
+    name.setCustomValidity(over > 0 ? `Names are at most ${maxName} characters (${over} over).` : "");
+  };
+  name.addEventListener("input", checkName);
+  checkName();
 
   const preferred = () => (code.value.trim() === "" ? createBtn : joinBtn);
 
