@@ -77,7 +77,8 @@ def test_keyboard_only_from_lobby_to_leave(server, open_context):
     ada.keyboard.press("Enter")
     expect(ada.get_by_role("img", name="QR code of the invite link")).to_be_visible()
 
-    tab_to(ada, "Leave room", key="Shift+Tab")
+    # Leave, the one step that cannot be taken back, comes after the tools.
+    tab_to(ada, "Leave room", key="Tab", limit=2)  # past "Notify me when mentioned"
     ada.keyboard.press("Enter")
     ada.wait_for_url(server.url + "/")
     expect(ada.get_by_label("Your name")).to_be_focused()

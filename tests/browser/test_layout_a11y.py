@@ -83,3 +83,19 @@ def test_composer_stays_reachable_above_the_keyboard(server, open_context):
     heights = ada.evaluate("[document.documentElement.scrollHeight, window.innerHeight]")
     assert heights[0] <= heights[1], heights
     screenshot(ada, "room-phone-keyboard-light")
+
+
+CONTROL_HEIGHTS = """() => [...document.querySelectorAll("button, summary, input, textarea")]
+  .filter((el) => el.offsetParent !== null)
+  .map((el) => [el.id || el.textContent.trim(), el.getBoundingClientRect().height])"""
+
+
+def test_every_control_is_a_fingers_size_on_a_touch_phone(server, open_context):
+    phone = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
+    ada = open_context(**phone).new_page()
+    code = create_room(ada, server.url, "ada")
+    bob = open_context(**phone).new_page()
+    join_room(bob, server.url, code, "bob")
+    for page in (ada, bob):
+        small = [(name, h) for name, h in page.evaluate(CONTROL_HEIGHTS) if h < 44]
+        assert small == [], small
