@@ -98,15 +98,18 @@ class RoomSequencer:
         """
         with self._lock:
             state = self._rooms.get(code)
+            missed: list[Message] = []
+            if state is not None and latest_id < state.delivered:
+                # Read first: if the store fails, the socket entered nothing.
+                missed = self.store.messages(code, latest_id, state.delivered)
+            enter()
             if state is None:
                 state = self._rooms[code] = _RoomState(delivered=latest_id)
-            enter()
             state.sids.add(sid)
             if latest_id > state.delivered:
                 state.floors[sid] = latest_id
-            elif latest_id < state.delivered:
-                for message in self.store.messages(code, latest_id, state.delivered):
-                    self.emit_to(sid, "message", message.to_dict())
+            for message in missed:
+                self.emit_to(sid, "message", message.to_dict())
 
     def release(self, code: str, sid: str) -> None:
         """Forget a socket that left; forget the room with its last socket."""

@@ -149,15 +149,26 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
                 refuse("unavailable", code)
             self._connections[sid] = (code, member_id)
             self._sids[code, member_id].add(sid)
-            if welcome.notice is not None:
-                log_event("join", room=code, members=len(welcome.members))
-                self.broadcaster.message(code, welcome.notice)
-                self.broadcaster.members(code, welcome.members)
-            self.broadcaster.admit(code, sid, welcome.joined_payload(), welcome.latest_id)
+            try:
+                if welcome.notice is not None:
+                    log_event("join", room=code, members=len(welcome.members))
+                    self.broadcaster.message(code, welcome.notice)
+                    self.broadcaster.members(code, welcome.members)
+                self.broadcaster.admit(code, sid, welcome.joined_payload(), welcome.latest_id)
+            except BaseException as error:
+                # A refused socket gets no disconnect event: undo the connect
+                # here, or the member would stay present with no socket.
+                self._forget(sid)
+                if isinstance(error, StoreUnavailable):
+                    refuse("unavailable", code)
+                raise
 
     def on_disconnect(self, reason: object = None) -> None:
         """Detach the connection; end the membership after the grace period."""
-        sid = current_sid()
+        self._forget(current_sid())
+
+    def _forget(self, sid: str) -> None:
+        """Drop a connection of this process; end its membership after the grace."""
         self._invalid.pop(sid, None)
         code, member_id = self._connections.pop(sid, (None, None))
         if code is None or member_id is None:

@@ -18,6 +18,7 @@ from chatapp.stores import Limits
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
+from chatapp.stores.base import StoreUnavailable
 from chatapp.stores.redis import _delivery
 from chatapp.stores.redis import _run_together
 from chatapp.stores.redis import RedisStore
@@ -96,6 +97,24 @@ def test_a_socket_whose_history_is_older_gets_what_was_delivered_since(local):
     local.sequencer.offer("ABCD", line(5))
     local.sequencer.admit("ABCD", "late", 3, lambda: None)  # its snapshot was taken before 4
     assert local.sent == [("late", 4), ("late", 5)]
+
+
+def test_a_socket_the_store_fails_to_catch_up_enters_nothing(local, monkeypatch):
+    local.sequencer.admit("ABCD", "old", 0, lambda: None)
+    for message in local.store.record("ABCD", 2):
+        local.sequencer.offer("ABCD", message)
+
+    def unavailable(*args):
+        raise StoreUnavailable("timed out")
+
+    monkeypatch.setattr(local.store, "messages", unavailable)
+    entered = []
+    with pytest.raises(StoreUnavailable):
+        local.sequencer.admit("ABCD", "new", 0, lambda: entered.append("new"))
+    assert entered == [] and local.sent == []
+    local.sequencer.release("ABCD", "old")
+    local.sequencer.offer("ABCD", line(3))
+    assert [i for _, i, _ in local.seen] == [1, 2]  # "new" was never counted in
 
 
 def test_a_gap_is_filled_from_the_store_after_the_wait(local):

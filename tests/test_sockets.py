@@ -8,6 +8,7 @@ import pytest
 from socket_events import events
 from socket_events import received
 
+from chatapp.rooms import StoreUnavailable
 from chatapp.sockets import CHAT_NAMESPACE
 from chatapp.sockets import INVALID_BURST
 
@@ -113,6 +114,27 @@ def test_connect_tolerates_odd_auth(room, socketio_client, auth):
     socket = socketio_client(ada.client, auth=auth)
     assert socket.is_connected(CHAT_NAMESPACE)
     assert events(socket, "joined")[0]["room"] == code
+
+
+def test_a_store_failure_after_the_connect_leaves_nobody_present(app, room, refusals, monkeypatch):
+    code, ada, bob = room
+    a = ada.socket(room=code)
+    a.get_received(CHAT_NAMESPACE)
+    namespace = app.extensions["chat_namespace"]
+    admit = namespace.broadcaster.admit
+
+    def fails_once(*args):  # as the store does when it times out right then
+        monkeypatch.setattr(namespace.broadcaster, "admit", admit)
+        raise StoreUnavailable("timed out")
+
+    monkeypatch.setattr(namespace.broadcaster, "admit", fails_once)
+    assert not bob.socket(room=code).is_connected(CHAT_NAMESPACE)
+    assert refusals == [{"message": "unavailable"}]
+    assert len(namespace.local_connections()) == 1  # ada's socket only
+    got = []
+    # bob's notice went out; with no socket left, the grace ends his membership.
+    assert wait_until(lambda: got.extend(received(a)) or ("members", {"members": ["ada"]}) in got)
+    assert [m["kind"] for e, m in got if e == "message"] == ["join", "leave"]
 
 
 def test_join_notice_and_members_reach_the_room(room):
