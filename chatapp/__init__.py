@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 from typing import TYPE_CHECKING
@@ -79,22 +80,27 @@ def _normalize_config(app: Flask) -> None:
 def _instance_secret_key(app: Flask) -> str:
     """Return the key kept in the instance folder, generating it the first time.
 
-    ``O_EXCL`` makes the first of several processes starting at once the one
-    that writes it; the others read what it wrote.
+    The key is written to a file of its own, then linked into place, which
+    fails if the name exists: of several processes starting at once (two
+    containers on one volume) the first to link wins, and the others read
+    its whole key, never a file still being written.
     """
     os.makedirs(app.instance_path, exist_ok=True)
     path = os.path.join(app.instance_path, SECRET_KEY_FILE)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(path, encoding="ascii") as existing:
-            key = existing.read().strip()
-        if not key:
-            raise RuntimeError(f"{path} is empty: delete it to generate a new key") from None
-        return key
-    key = secrets.token_hex(32)
-    with os.fdopen(fd, "w", encoding="ascii") as new:
-        new.write(key + "\n")
+    if not os.path.exists(path):
+        fd, draft = tempfile.mkstemp(dir=app.instance_path, prefix=".secret_key.")  # 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as new:
+                new.write(secrets.token_hex(32) + "\n")
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process linked its key first: use that one
+        finally:
+            os.unlink(draft)
+    with open(path, encoding="ascii") as existing:
+        key = existing.read().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it to generate a new key")
     return key
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 
@@ -37,6 +38,21 @@ def test_secret_key_generated_once_into_instance_folder(instance):
     assert key_file.read_text().strip() == first
     assert key_file.stat().st_mode & 0o077 == 0  # readable by the owner only
     assert create_app().config["SECRET_KEY"] == first
+
+
+def test_processes_starting_together_share_one_whole_key(instance, monkeypatch):
+    real = secrets.token_hex
+    second = []
+
+    def token_hex(nbytes):  # the first process is held up while it writes its key
+        monkeypatch.setattr(secrets, "token_hex", real)
+        second.append(create_app().config["SECRET_KEY"])  # and a second one starts
+        return real(nbytes)
+
+    monkeypatch.setattr(secrets, "token_hex", token_hex)
+    first = create_app().config["SECRET_KEY"]
+    assert second == [first] and len(first) == 64
+    assert [p.name for p in instance.iterdir()] == ["secret_key"]  # no draft left
 
 
 def test_secret_key_from_environment(instance, monkeypatch):
