@@ -444,5 +444,5 @@ def test_a_rooms_lines_sent_together_are_one_call_each_line_with_its_own_outcome
     late = [together(store, "ABCD", now + 9, f"late {i}", "ada", "", 1, 2) for i in range(3)]
     replies = _run_together(store.client, store._script, store._leases, PastDeadlines(), late)
     assert replies == ["~late"] * 3
-    assert store.latest_id("ABCD") == 4
+    assert store.latest_ids(["ABCD"]) == [4]
     store.client.close()

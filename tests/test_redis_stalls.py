@@ -62,7 +62,7 @@ def test_a_line_sent_into_a_stall_is_not_recorded_when_redis_wakes(redis_proc, r
     assert time.monotonic() - started < 1.5  # answered before Redis came back
     resumed.join()
     time.sleep(0.2)  # Redis runs what it had queued
-    assert room.latest_id("ABCD") == 1  # the join notice only
+    assert room.latest_ids(["ABCD"]) == [1]  # the join notice only
     resend = room.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
     assert resend.message_id == 2
     assert [m.text for m in room.messages("ABCD", 0, 10)] == ["", "into the stall"]
@@ -93,7 +93,7 @@ def test_a_line_queued_behind_one_in_the_stall_is_not_recorded_either(redis_proc
         assert outcome is StoreUnavailable and seconds < 2.0, (text, answers)
     resumed.join()
     time.sleep(0.2)  # Redis runs what it had queued
-    assert room.latest_id("ABCD") == 1  # the join notice only
+    assert room.latest_ids(["ABCD"]) == [1]  # the join notice only
 
 
 def test_a_connect_into_a_stall_records_no_join(redis_proc, room):

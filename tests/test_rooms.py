@@ -646,15 +646,15 @@ def test_join_failure_limit_per_address(registry, clock):
 # -- store operations for several processes ----------------------------------
 
 
-def test_messages_and_latest_id_for_gap_filling(make_registry, clock):
+def test_messages_and_latest_ids_for_gap_filling(make_registry, clock):
     registry = make_registry(clock, history_limit=5, send_burst=100)
     (ada,) = room_with(registry, "ada")
     fill(registry, ada, 7)  # ids 1..8, retained 4..8
     store = registry.store
-    assert store.latest_id(ada.code) == 8
+    assert store.latest_ids([ada.code, "ZZZZ"]) == [8, 0]
     assert [m.id for m in store.messages(ada.code, 5, 7)] == [6, 7]
     assert [m.id for m in store.messages(ada.code, 0, 100)] == [4, 5, 6, 7, 8]
-    assert store.messages(ada.code, 8, 100) == [] and store.latest_id("ZZZZ") == 0
+    assert store.messages(ada.code, 8, 100) == []
 
 
 def test_connection_leases_expire_unless_renewed(make_registry, clock):
@@ -726,4 +726,5 @@ def test_joins_racing_the_room_expiry_never_land_in_an_emptied_room(make_registr
     for t in threads:
         t.join()
     assert outcomes == [None] * 8  # none was seated in the deleted room
-    assert not registry.store.room_exists(ada.code, clock())
+    with pytest.raises(RoomNotFound):  # and none brought it back
+        registry.join_room(ada.code, "later")

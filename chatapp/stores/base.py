@@ -144,9 +144,6 @@ class Store(Protocol):
     def create_room(self, code: str, creator: NewMember, now: float) -> bool:
         """Create room ``code`` with its creator pending; False if it exists."""
 
-    def room_exists(self, code: str, now: float) -> bool:
-        """Tell whether room ``code`` exists (and has not expired)."""
-
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""
 
@@ -192,9 +189,6 @@ class Store(Protocol):
 
     def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
         """Return the retained messages with ``after_id < id <= upto_id``."""
-
-    def latest_id(self, code: str) -> int:
-        """Return the room's newest message id (0 when none)."""
 
     def latest_ids(self, codes: list[str]) -> list[int]:
         """Return the newest message id of each room (0 when none)."""

@@ -66,7 +66,10 @@ class GroupCommit(Generic[Call]):
             waiting.done.clear()
             leads = True
         if leads:
-            time.sleep(0)  # let callers that are ready now join this batch
+            # Let callers that are ready now join this batch. time.sleep, not
+            # socketio.sleep: the store knows no Flask, and under gevent's
+            # monkey-patching it is gevent.sleep (as the lock and events are).
+            time.sleep(0)
             self._send_batch()
             waiting.done.wait()  # set by the batch that held it (normally this one)
         if waiting.error is not None:

@@ -82,11 +82,6 @@ class MemoryStore:
             self._set_idle(room, creator.connect_by)
             return True
 
-    def room_exists(self, code: str, now: float) -> bool:
-        """Tell whether room ``code`` exists (and has not expired)."""
-        with self._lock:
-            return self._live_room(code, now) is not None
-
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""
         with self._lock:
@@ -213,12 +208,6 @@ class MemoryStore:
                 return []
             return [m for m in room.history if after_id < m.id <= upto_id]
 
-    def latest_id(self, code: str) -> int:
-        """Return the room's newest message id (0 when none)."""
-        with self._lock:
-            room = self._rooms.get(code)
-            return room.next_id - 1 if room is not None else 0
-
     def append(
         self,
         code: str,
@@ -253,7 +242,9 @@ class MemoryStore:
 
     def latest_ids(self, codes: list[str]) -> list[int]:
         """Return the newest message id of each room (0 when none)."""
-        return [self.latest_id(code) for code in codes]
+        with self._lock:
+            rooms = [self._rooms.get(code) for code in codes]
+            return [room.next_id - 1 if room is not None else 0 for room in rooms]
 
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""

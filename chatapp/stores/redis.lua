@@ -1,6 +1,6 @@
 -- chatapp's Redis store: every operation of the Store interface as one
 -- atomic script (chatapp/stores/redis.py calls it; stores/memory.py is the
--- same logic in Python, and tests/test_store_contract.py holds both to it).
+-- same logic in Python, and tests/test_rooms.py holds both to it).
 --
 -- KEYS[1]  the room's base key "<prefix>{CODE}" (or a bucket key)
 -- KEYS[2]  the lease index, a sorted set of "CODE|member|connection" by deadline
@@ -249,11 +249,6 @@ function ops.create_room()
   return 1
 end
 
-function ops.room_exists()
-  if live_room() then return 1 end
-  return 0
-end
-
 -- ARGV: member_id, name, keys JSON, connect_by
 function ops.add_member()
   local idle = live_room()
@@ -489,10 +484,6 @@ function ops.messages()
   local to = math.min(tonumber(ARGV[7]), last) - oldest
   if to < from then return {} end
   return redis.call('LRANGE', L, from, to)
-end
-
-function ops.latest_id()
-  return tonumber(redis.call('HGET', R, 'last') or '0')
 end
 
 if DEADLINE then

@@ -170,10 +170,6 @@ class RedisStore:
         """Create room ``code`` with its creator pending; False if it exists."""
         return bool(self._run("create_room", self._room(code), now, *_member_args(creator)))
 
-    def room_exists(self, code: str, now: float) -> bool:
-        """Tell whether room ``code`` exists (and has not expired)."""
-        return bool(self._run("room_exists", self._room(code), now))
-
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""
         return AddOutcome(self._run("add_member", self._room(code), now, *_member_args(member)))
@@ -297,10 +293,6 @@ class RedisStore:
     def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
         """Return the retained messages with ``after_id < id <= upto_id``."""
         return [_message(m) for m in self._run("messages", self._room(code), 0, after_id, upto_id)]
-
-    def latest_id(self, code: str) -> int:
-        """Return the room's newest message id (0 when none)."""
-        return int(self._run("latest_id", self._room(code), 0))
 
     def latest_ids(self, codes: list[str]) -> list[int]:
         """Return the newest message id of each room (0 when none), in one round trip."""
