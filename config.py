@@ -44,7 +44,7 @@ class Config:
     TYPING_INTERVAL_SECONDS = 2
 
     # Seconds between full garbage collections under ``python -m chatapp``
-    # (chatapp/gcpolicy.py); 0 leaves Python's own schedule, whose full
+    # and the gunicorn worker (chatapp/gcpolicy.py); 0 leaves Python's own schedule, whose full
     # collections pause every connection for ~60 ms per 1,000 of them.
     GC_FULL_INTERVAL = 300
 

@@ -1,6 +1,9 @@
-"""WSGI entry point for gunicorn with a gevent WebSocket worker.
+"""WSGI entry point for gunicorn with chatapp's gevent WebSocket worker.
 
-gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 1 wsgi:app
+gunicorn -c gunicorn.conf.py wsgi:app
+
+(gunicorn.conf.py picks chatapp.worker.ChatWorker: gevent-websocket's own
+worker would drop the frame size limit and the close on SIGTERM.)
 """
 
 from gevent import monkey

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flask import Flask
+    from flask.typing import ResponseReturnValue
 
     from chatapp.rooms import RoomRegistry
 
@@ -209,7 +210,7 @@ def _register_health(app: Flask) -> None:
     from chatapp.stores import StoreUnavailable
 
     @app.get("/healthz")
-    def healthz() -> Any:
+    def healthz() -> ResponseReturnValue:
         try:
             get_registry().ping()
         except StoreUnavailable:

@@ -9,7 +9,8 @@ builds the WebSocket frame once and writes the same bytes to each
 recipient's socket itself, without blocking (chatapp.websocket).
 
 python-socketio documents client managers as its extension point
-(``client_manager=``); this one overrides ``emit`` only. A recipient gets
+(``client_manager=``); this one overrides ``emit`` and the room bookkeeping
+below. A recipient gets
 the frame directly only when that is indistinguishable from the queue:
 
 - its Engine.IO socket is one of chatapp.transport's sessions (which write

@@ -8,9 +8,6 @@ that the RoomRegistry checks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from flask import session
 
 from chatapp.rooms import Membership
@@ -19,9 +16,9 @@ SESSION_KEY = "rooms"
 MAX_MEMBERSHIPS = 10
 
 
-def memberships(source: Mapping[str, Any] | None = None) -> list[Membership]:
-    """Return the memberships a session holds, oldest first."""
-    raw = (session if source is None else source).get(SESSION_KEY)
+def memberships() -> list[Membership]:
+    """Return the memberships the session holds, oldest first."""
+    raw = session.get(SESSION_KEY)
     if not isinstance(raw, list):
         return []
     return [
@@ -31,14 +28,14 @@ def memberships(source: Mapping[str, Any] | None = None) -> list[Membership]:
     ]
 
 
-def find(code: str, source: Mapping[str, Any] | None = None) -> Membership | None:
+def find(code: str) -> Membership | None:
     """Return the session's membership in room ``code``, if any."""
-    return next((m for m in memberships(source) if m.code == code), None)
+    return next((m for m in memberships() if m.code == code), None)
 
 
-def newest(source: Mapping[str, Any] | None = None) -> Membership | None:
+def newest() -> Membership | None:
     """Return the membership joined most recently, if any."""
-    held = memberships(source)
+    held = memberships()
     return held[-1] if held else None
 
 

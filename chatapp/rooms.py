@@ -33,7 +33,7 @@ from chatapp.stores.base import Store
 from chatapp.stores.base import StoreUnavailable
 
 __all__ = [
-    "Departure",
+    "Ended",
     "InvalidCode",
     "InvalidName",
     "Message",
@@ -128,12 +128,9 @@ class Welcome:
         }
 
 
-Departure = Ended
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The protocol's tunable limits, with PROTOCOL.md's defaults."""
+    """The protocol's tunable limits, with PROTOCOL.md's defaults (and config.py's for the rest)."""
 
     code_length: int = 4
     code_draws: int = 64
@@ -147,7 +144,7 @@ class Settings:
     join_failures_per_minute: int = 20
     creates_per_minute: int = 10
     # How long a shared store keeps a connection its process stopped renewing.
-    connection_lease: float = 30.0
+    connection_lease: float = 15.0
 
 
 def utc_timestamp(now: float) -> str:
@@ -238,7 +235,7 @@ class RoomRegistry:
         """Tell whether the member may open the room (holds or may renew a seat)."""
         return self.store.has_membership(code, member_id, self.clock())
 
-    def leave(self, code: str, member_id: str) -> Departure | None:
+    def leave(self, code: str, member_id: str) -> Ended | None:
         """End a membership for good; None when there was none."""
         now = self.clock()
         return self.store.leave(code, member_id, utc_timestamp(now), now)
@@ -296,7 +293,7 @@ class RoomRegistry:
         """Detach a connection; return a token when the member has none left."""
         return self.store.disconnect(code, member_id, conn_id, self.clock())
 
-    def end_if_gone(self, code: str, member_id: str, token: int) -> Departure | None:
+    def end_if_gone(self, code: str, member_id: str, token: int) -> Ended | None:
         """End the membership if no connection came back since ``token``."""
         now = self.clock()
         return self.store.end_if_gone(code, member_id, token, utc_timestamp(now), now)

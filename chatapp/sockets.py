@@ -11,7 +11,6 @@ from flask import current_app
 from flask import Flask
 from flask import g
 from flask import request
-from flask import session
 from flask_socketio import ConnectionRefusedError
 from flask_socketio import Namespace
 from werkzeug.exceptions import SecurityError
@@ -128,9 +127,9 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         auth = auth if isinstance(auth, dict) else {}
         room = auth.get("room")
         if isinstance(room, str):
-            membership = memberships.find(normalize_code(room), session)
+            membership = memberships.find(normalize_code(room))
         else:
-            membership = memberships.newest(session)
+            membership = memberships.newest()
         if self.closing:
             refuse("unavailable")  # shutting down: the client reconnects elsewhere
         if membership is None:
