@@ -56,6 +56,41 @@ def test_lines_over_the_send_rate_wait_with_the_reason_and_go_in_order(open_cont
         live.close()
 
 
+def test_a_paste_padded_with_spaces_is_sent_trimmed(server, open_context):
+    ada = open_context().new_page()
+    create_room(ada, server.url, "ada")
+    box = ada.get_by_role("textbox", name="Message")
+    box.fill("padded" + " " * 70_000 + "\r\n")  # more than a frame may carry, untrimmed
+    box.press("Enter")
+    expect(log(ada)).to_contain_text("padded")
+    assert chat_texts(ada) == ["padded"]
+    expect(pending(ada)).to_be_hidden()
+    expect(ada.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+
+
+def test_a_line_held_when_the_membership_ends_is_not_sent_after_joining_again(open_context):
+    live = start_live_server({"SEND_RATE": 0.1, "SEND_BURST": 1})
+    try:
+        context = open_context()
+        ada, other_tab = context.new_page(), context.new_page()
+        code = create_room(ada, live.url, "ada")
+        other_tab.goto(f"{live.url}/room/{code}")
+        send(ada, "first")
+        send(ada, "second, held back")
+        expect(pending(ada)).to_contain_text("you are sending fast")
+        other_tab.get_by_role("button", name="Leave room").click()  # she leaves in the other tab
+        expect(pending(ada)).to_contain_text("Not sent: the room is no longer reachable")
+        ada.get_by_role("link", name="Back to the lobby").click()
+        ada.get_by_label("Your name").fill("ada")
+        ada.get_by_role("button", name="Join room").click()
+        expect(ada.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+        expect(log(ada)).to_contain_text("ada joined")
+        ada.wait_for_timeout(500)
+        assert chat_texts(ada) == ["first"]  # the old line was not posted by the new member
+    finally:
+        live.close()
+
+
 def test_the_log_keeps_following_while_the_box_grows(server, open_context):
     ada, bob = open_context().new_page(), open_context().new_page()
     code = create_room(ada, server.url, "ada")

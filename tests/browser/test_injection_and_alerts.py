@@ -1,4 +1,5 @@
-"""Hostile names and lines show as text; unread count in the title; mention notifications."""
+"""Hostile names and lines show as text, links as what they are; unread count in the
+title; mention notifications."""
 
 from __future__ import annotations
 
@@ -101,6 +102,37 @@ def test_hostile_names_and_lines_are_text(server, open_context, allow_console, n
         assert not ran(page)
 
 
+LINKS = [
+    # (line, the link's text, where it leads)
+    (
+        "see https://en.wikipedia.org/wiki/Mercury_(planet)).",
+        "https://en.wikipedia.org/wiki/Mercury_(planet)",
+        "https://en.wikipedia.org/wiki/Mercury_(planet)",
+    ),
+    ("read https://a.example/guide… then", "https://a.example/guide", "https://a.example/guide"),
+    (
+        "login here: \u202ehttps://evil.example/\u202e?moc.elgoog//:sptth",
+        "https://evil.example/",
+        "https://evil.example/",
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "text", "href"), LINKS)
+def test_links_end_where_the_address_does_and_read_left_to_right(
+    server, open_context, line, text, href
+):
+    ada = open_context().new_page()
+    create_room(ada, server.url, "ada")
+    send(ada, line)
+    link = log(ada).get_by_role("link")
+    expect(link).to_have_text(text)
+    expect(link).to_have_attribute("href", href)
+    # Isolated from the text around it: an override before it cannot reverse it.
+    style = link.evaluate("a => [getComputedStyle(a).direction, getComputedStyle(a).unicodeBidi]")
+    assert style == ["ltr", "isolate"]
+
+
 def test_unread_count_in_the_title_while_hidden(server, open_context):
     ada_context = open_context()
     ada_context.add_init_script(HIDDEN_TAB)
@@ -155,7 +187,7 @@ def test_mention_notification_is_opt_in(server, open_context):
     ).to_be_visible()
 
     ada.evaluate("window.__setHidden(true)")
-    send(bob, "no mention of adam or @adam here")
+    send(bob, "no mention of adam or @adam here, nor of mail@ada.example")
     send(bob, "hey @ADA, look")
     expect(log(ada).get_by_text("hey @ADA, look")).to_be_attached()
     ada.wait_for_function("window.__notifications.length >= 1")

@@ -17,13 +17,17 @@
   const LOBBY_URL = root.dataset.lobbyUrl || "/";
   const OUTBOX_KEY = `chatapp:outbox:${ROOM}`;
   const ACK_TIMEOUT_MS = 10000;
-  const TYPING_SEND_EVERY_MS = 2000;
+  // A margin over the server's 2 s relay interval: a ping that arrives a
+  // little early is dropped, and the indicator would blink out.
+  const TYPING_SEND_EVERY_MS = 2250;
   const TYPING_SHOW_MS = 3000;
   const RETRY_UNAVAILABLE_MS = 2000;
   const BOTTOM_SLACK_PX = 40;
   const GROUP_WINDOW_MS = 5 * 60 * 1000; // lines closer than this by one person form a group
   const NOTIFY_KEY = "chatapp:notify-mentions";
-  const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  // A URL ends at white space, quotes, brackets and bidi controls (which
+  // could make it read as another address).
+  const URL_RE = /\bhttps?:\/\/[^\s<>"'`\u200e\u200f\u202a-\u202e\u2066-\u2069]+/gi;
   const CID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
   // ---------------------------------------------------------------- elements
@@ -147,7 +151,11 @@
     clearTimeout(reconnectTimer);
     retryTimer = null;
     showBanner(text);
-    // Lines that never reached the room stay on screen, marked, so nothing is lost silently.
+    // Lines that never reached the room stay on screen, marked, so nothing is
+    // lost silently; they leave the outbox, or joining again would send them
+    // under the new membership.
+    outbox.length = 0;
+    saveOutbox();
     for (const li of pendingEls.values()) {
       li.classList.add("pending--error");
       li.querySelector(".pending-state").textContent = "Not sent: the room is no longer reachable";
@@ -218,15 +226,40 @@
     return li;
   }
 
+  // "Today" becomes "Yesterday" at midnight, for a tab left open overnight.
+  function relabelDays() {
+    for (const time of logList.querySelectorAll(".day-separator-text")) {
+      const [year, month, day] = time.dateTime.split("-").map(Number);
+      time.textContent = dayLabel(new Date(year, month - 1, day));
+    }
+  }
+
+  function relabelDaysAtMidnight() {
+    const now = new Date();
+    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+    setTimeout(() => {
+      relabelDays();
+      relabelDaysAtMidnight();
+    }, midnight - now + 1000);
+  }
+
+  const count = (text, char) => text.split(char).length - 1;
+
   // Text with its http(s) URLs as links; everything else stays text.
   function linkify(text) {
     const fragment = document.createDocumentFragment();
     let from = 0;
     for (const match of text.matchAll(URL_RE)) {
       let candidate = match[0];
-      // Punctuation that ends a sentence is not part of the link.
-      candidate = candidate.replace(/[.,!?;:'"]+$/, "");
-      while (candidate.endsWith(")") && !candidate.includes("(")) candidate = candidate.slice(0, -1);
+      // Punctuation that ends a sentence is not part of the link, nor a ")"
+      // that closes a parenthesis opened before it: "(see https://x/a_(b))".
+      for (;;) {
+        const trimmed = candidate.replace(/[.,!?;:'"…]+$/, "");
+        const unbalanced = trimmed.endsWith(")") && count(trimmed, ")") > count(trimmed, "(");
+        const shorter = unbalanced ? trimmed.slice(0, -1) : trimmed;
+        if (shorter === candidate) break;
+        candidate = shorter;
+      }
       let url = null;
       try {
         url = new URL(candidate);
@@ -236,6 +269,7 @@
       if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
       fragment.append(text.slice(from, match.index));
       const link = el("a", "msg-link", candidate);
+      link.dir = "ltr"; // isolated: an override before it (U+202E) cannot reverse how it reads
       link.href = url.href;
       link.rel = "noopener noreferrer";
       link.target = "_blank";
@@ -253,7 +287,10 @@
     const nodes = [];
     const date = parseTs(msg.ts);
     const day = date ? dayKey(date) : null;
-    if (day && (!lastShown || lastShown.day !== day)) nodes.push(daySeparator(date));
+    if (day && (!lastShown || lastShown.day !== day)) {
+      relabelDays(); // a timer may have slept through midnight with the computer
+      nodes.push(daySeparator(date));
+    }
     const continues =
       msg.kind === "chat" &&
       nodes.length === 0 &&
@@ -374,10 +411,13 @@
       const raw = window.sessionStorage.getItem(OUTBOX_KEY);
       const parsed = raw ? JSON.parse(raw) : [];
       if (!Array.isArray(parsed)) return [];
-      return parsed.filter(
-        (item) =>
-          item && typeof item.text === "string" && typeof item.cid === "string" && CID_RE.test(item.cid),
-      );
+      return parsed
+        .filter(
+          (item) =>
+            item && typeof item.text === "string" && typeof item.cid === "string" && CID_RE.test(item.cid),
+        )
+        .map((item) => ({ cid: item.cid, text: lineOf(item.text) }))
+        .filter((item) => item.text !== "");
     } catch {
       return [];
     }
@@ -566,9 +606,14 @@
   const MAX_LENGTH = Number(textarea.dataset.maxLength) || 2000;
   const composerError = $("composer-error");
 
-  // What the server counts: code points, after \r\n -> \n and trimming.
+  // What the server keeps of a line: \r\n -> \n, trimmed. The line is sent
+  // so, and counted so (in code points).
+  function lineOf(text) {
+    return text.replace(/\r\n?/g, "\n").trim();
+  }
+
   function lengthOf(text) {
-    return [...text.replace(/\r\n?/g, "\n").trim()].length;
+    return [...lineOf(text)].length;
   }
 
   // A line over the limit stays in the box, with the reason: sending it would
@@ -594,7 +639,7 @@
       textarea.focus();
       return;
     }
-    queueLine(text);
+    queueLine(lineOf(text)); // untrimmed, a paste padded with spaces could pass the frame limit
     textarea.value = "";
     autosize();
     scrollToBottom();
@@ -714,9 +759,11 @@
     const haystack = text.toLocaleLowerCase();
     const needle = `@${name.toLocaleLowerCase()}`;
     let at = haystack.indexOf(needle);
+    const wordChar = /[\p{L}\p{N}_]/u;
     while (at !== -1) {
-      const next = haystack.slice(at + needle.length, at + needle.length + 1);
-      if (!/[\p{L}\p{N}_]/u.test(next)) return true;
+      const before = [...haystack.slice(Math.max(0, at - 2), at)].pop() || "";
+      const next = [...haystack.slice(at + needle.length, at + needle.length + 2)][0] || "";
+      if (!wordChar.test(before) && !wordChar.test(next)) return true;
       at = haystack.indexOf(needle, at + 1);
     }
     return false;
@@ -799,6 +846,7 @@
 
   // ---------------------------------------------------------------- socket
   setStatus("connecting");
+  relabelDaysAtMidnight();
   outbox.forEach(renderPending);
   // Entering the room: straight to the composer.
   textarea.focus({ preventScroll: true });
