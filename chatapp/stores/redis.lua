@@ -127,13 +127,17 @@ end
 -- End memberships that never connected in time (no notice).
 local function drop_stale()
   local all = redis.call('HGETALL', M)
+  local dropped = false
   for i = 1, #all, 2 do
     local member = cjson.decode(all[i + 1])
     if member.p == 0 and not has_conns(member) and member.cb < NOW then
       unseat(all[i], member)
       remember_former(all[i], member)
+      dropped = true
     end
   end
+  -- remember_former may have created :f and :fo: an idle room's keys all expire.
+  if dropped then refresh_idle_expiry() end
 end
 
 -- The channels of the other processes whose sockets are in the room and

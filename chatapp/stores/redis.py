@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,9 @@ LATE = "~late"
 KEY_PREFIX = "chat:"
 LISTEN_SECONDS = 5.0
 RENEW_BATCH = 100
+REFUSAL_LOG_SECONDS = 10.0  # a Redis out of memory refuses every call: log it now and then
+
+log = logging.getLogger(__name__)
 
 
 def _message(raw: str | bytes) -> Message:
@@ -129,6 +133,7 @@ class RedisStore:
         )
         self._leases = f"{prefix}leases"
         self._clock = RedisClock(self.client)
+        self._quiet_until = 0.0  # when the next refusal may be logged
         # Lines sent at the same time share a round trip (chatapp.stores.batching).
         # (A partial of the client, not a method: no cycle keeps the store alive.)
         self._appends: GroupCommit[tuple[str, list[Any]]] = GroupCommit(
@@ -148,11 +153,23 @@ class RedisStore:
                 deadline = self._clock.deadline()
                 call = [op, repr(now), self._limits_json, self.host_id, deadline, *args]
                 reply = self._script(keys=[key, self._leases], args=call)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
         if reply == LATE:
             raise StoreUnavailable("Redis ran the call too late; it did nothing")
         return reply
+
+    def _unavailable(self, error: redis.RedisError) -> StoreUnavailable:
+        # Redis is gone or slow (a connection error, a timeout), or it refuses
+        # to run calls now: out of memory, a read-only replica, a busy script.
+        # A refused call did nothing (it fails at its first write), and the
+        # user is told to try again; the operator is told why.
+        if isinstance(error, redis.ResponseError):
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                self._quiet_until = now + REFUSAL_LOG_SECONDS
+                log.error("Redis refuses calls: %s", error)
+        return StoreUnavailable(str(error))
 
     def _room(self, code: str) -> str:
         return f"{self.prefix}{{{code}}}"
@@ -163,8 +180,8 @@ class RedisStore:
         """Return when Redis answers, else raise StoreUnavailable."""
         try:
             self.client.ping()
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
 
     def create_room(self, code: str, creator: NewMember, now: float) -> bool:
         """Create room ``code`` with its creator pending; False if it exists."""
@@ -301,8 +318,8 @@ class RedisStore:
             pipe.hget(self._room(code), "last")
         try:
             return [int(last or 0) for last in pipe.execute()]
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
 
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""
@@ -347,8 +364,8 @@ class RedisStore:
                 delivery = _delivery(item.get("data"))
                 if delivery is not None:
                     yield delivery
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
         finally:
             pubsub.close()
 
@@ -385,7 +402,10 @@ def _run_together(
         for n, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.NoScriptError):  # Redis lost its scripts
                 key, args = merged[n]
-                replies[n] = script(keys=[key, leases], args=args)
+                try:
+                    replies[n] = script(keys=[key, leases], args=args)
+                except redis.RedisError as error:  # this room's alone: others may have recorded
+                    replies[n] = error
     results: list[Any] = [None] * len(calls)
     for indexes, reply in zip(rooms.values(), replies, strict=True):
         # One reply per line, or one LATE or error for all of the room's lines.
