@@ -44,6 +44,7 @@ class Broadcaster:
         if sequencer is not None:
             sequencer.emit_to = self._emit_to
             sequencer.deliver = self._deliver_here
+            sequencer.announce = self.members
 
     def lock(self, code: str) -> AbstractContextManager[object]:
         """Return the lock that orders room ``code``'s deliveries.
@@ -90,12 +91,20 @@ class Broadcaster:
         else:
             self.sequencer.offer(code, message)
 
-    def members(self, code: str, names: Iterable[str]) -> None:
-        """Send the room's member list to everyone in it.
+    def notice(self, code: str, notice: Message, names: tuple[str, ...]) -> None:
+        """Send a join or leave notice, then the member list it changed.
 
-        Called when presence changed with a notice, which a shared store
-        sent to the other processes together with the member list.
+        A shared store sent both to the other processes when it recorded the
+        notice; the sequencer sends the list here right after the notice.
         """
+        if self.sequencer is None:
+            self.message(code, notice)
+            self.members(code, names)
+        else:
+            self.sequencer.offer(code, notice, names)
+
+    def members(self, code: str, names: Iterable[str]) -> None:
+        """Send the room's member list to this process's sockets in it."""
         self.here("members", {"members": list(names)}, code)
 
     def here(self, event: str, data: object, code: str, skip: list[str] | None = None) -> None:
@@ -119,7 +128,6 @@ class Broadcaster:
     def departure(self, code: str, ended: Ended) -> None:
         """Announce an ended membership and close its remaining connections."""
         if ended.notice is not None:
-            self.message(code, ended.notice)
-            self.members(code, ended.members)
+            self.notice(code, ended.notice, ended.members)
         for sid in ended.connections:
             self.socketio.server.disconnect(sid, namespace=self.namespace)

@@ -12,7 +12,9 @@ n+1 only after id n, holds early arrivals, and fills what is missing from the
 store (after a short wait for a gap, and by a periodic look at the room's
 newest id for losses nothing later reveals).
 
-The member list travels with the join or leave notice that changed it.
+The member list travels with the join or leave notice that changed it, and
+goes out right after it; a notice filled from the store comes without one,
+so the list is read from the store then.
 Everything else that crosses processes (typing, disconnecting a socket of
 another process) goes through python-socketio's Redis queue.
 """
@@ -47,6 +49,8 @@ LISTEN_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # Deliver a room's message to its local sockets, but those listed (their
 # history already held it).
 Deliver = Callable[[str, Message, list[str]], None]
+# The names present in a room: from a notice, or read from the store.
+Names = tuple[str, ...]
 
 
 def _every_room(code: str) -> bool:
@@ -73,7 +77,8 @@ class _RoomState:
     delivered: int  # every local socket of the room has every id up to this one
     sids: set[str] = field(default_factory=set)
     floors: dict[str, int] = field(default_factory=dict)  # sid -> id its history reached
-    early: dict[int, Message] = field(default_factory=dict)  # waiting for a smaller id
+    # Waiting for a smaller id, each with the member list it changed (if known).
+    early: dict[int, tuple[Message, Names | None]] = field(default_factory=dict)
     gap_since: float | None = None
 
 
@@ -86,6 +91,7 @@ class RoomSequencer:
         self._lock = threading.RLock()
         self._poll_requested = False
         self.deliver: Deliver = lambda code, message, skip: None
+        self.announce: Callable[[str, Names], None] = lambda code, names: None
         self.emit_to: Callable[[str, str, Any], None] = lambda sid, event, data: None
 
     def admit(self, code: str, sid: str, latest_id: int, enter: Callable[[], None]) -> None:
@@ -122,16 +128,22 @@ class RoomSequencer:
             if not state.sids:
                 del self._rooms[code]
 
-    def offer(self, code: str, message: Message) -> None:
-        """Take a recorded message of room ``code`` (from this process or another)."""
+    def offer(self, code: str, message: Message, members: Names | None = None) -> None:
+        """Take a recorded message of room ``code`` (from this process or another).
+
+        ``members``: the member list a join or leave notice changed, announced
+        right after the notice.
+        """
         with self._lock:
             state = self._rooms.get(code)
             if state is None or message.id <= state.delivered:
                 return  # no local socket in that room, or already delivered
-            state.early[message.id] = message
-            self._drain(code, state)
+            state.early[message.id] = (message, members)
+            unlisted = self._drain(code, state)
             if state.early and state.gap_since is None:
                 state.gap_since = time.monotonic()
+        if unlisted:
+            self._announce_from_store(code)
 
     def poll_soon(self) -> None:
         """Ask the next ``fill_gaps`` to look at every room's newest id (after an outage)."""
@@ -187,39 +199,51 @@ class RoomSequencer:
                 return
             for found in missing:
                 if found.id > state.delivered and found.id not in state.early:
-                    state.early[found.id] = found
+                    state.early[found.id] = (found, None)
             # Ids the store no longer retains cannot be delivered: skip them.
             if state.early and min(state.early) > state.delivered + 1 and not missing:
                 state.delivered = min(state.early) - 1
             elif missing and missing[0].id > state.delivered + 1:
                 state.delivered = missing[0].id - 1
-            self._drain(code, state)
+            unlisted = self._drain(code, state)
             state.gap_since = time.monotonic() if state.early else None
+        if unlisted:
+            self._announce_from_store(code)
 
-    def _drain(self, code: str, state: _RoomState) -> None:
+    def _announce_from_store(self, code: str) -> None:
+        # Read after the notices went out: the list is at least as new as they are.
+        try:
+            names = self.store.present(code, time.time())
+        except StoreUnavailable:
+            return  # the next notice brings the list
+        self.announce(code, names)
+
+    def _drain(self, code: str, state: _RoomState) -> bool:
+        """Deliver what is next in order; tell whether a notice went without its list."""
+        unlisted = False
         while state.delivered + 1 in state.early:
-            message = state.early.pop(state.delivered + 1)
+            message, members = state.early.pop(state.delivered + 1)
             state.delivered += 1
             skip = [sid for sid, floor in state.floors.items() if floor >= state.delivered]
             self.deliver(code, message, skip)
+            if members is not None:
+                self.announce(code, members)
+                unlisted = False
+            elif message.kind != "chat":
+                unlisted = True
         for sid in [sid for sid, floor in state.floors.items() if floor <= state.delivered]:
             del state.floors[sid]
         if not state.early:
             state.gap_since = None
+        return unlisted
 
 
 class DeliveryListener:
     """Hand what other processes publish to the sequencer, and listen again after outages."""
 
-    def __init__(
-        self,
-        store: SharedStore,
-        sequencer: RoomSequencer,
-        members: Callable[[str, tuple[str, ...]], None],
-    ) -> None:
+    def __init__(self, store: SharedStore, sequencer: RoomSequencer) -> None:
         self.store = store
         self.sequencer = sequencer
-        self.members = members
 
     def run(self, sleep: Callable[[float], Any]) -> None:
         """Listen until the process ends; ``sleep`` waits between attempts."""
@@ -231,9 +255,7 @@ class DeliveryListener:
                 # a line is neither heard nor seen: found only 5 s later).
                 for delivery in self.store.deliveries(self.sequencer.poll_soon):
                     failures = 0
-                    self.sequencer.offer(delivery.room, delivery.message)
-                    if delivery.members is not None:
-                        self.members(delivery.room, delivery.members)
+                    self.sequencer.offer(delivery.room, delivery.message, delivery.members)
             except StoreUnavailable:
                 log.warning("store unavailable: listening again (missed messages are fetched)")
             except Exception:  # noqa: BLE001 - the listener must outlive any one failure

@@ -72,7 +72,6 @@ class Housekeeper:
         sequencer: RoomSequencer,
         local_connections: Callable[[], list[tuple[str, str, str]]],
         detach: Callable[[str, str, str], None],
-        members: Callable[[str, tuple[str, ...]], None],
     ) -> None:
         self.app = app
         self.registry = registry
@@ -80,7 +79,7 @@ class Housekeeper:
         self.local_connections = local_connections
         self.detach = detach
         store: SharedStore = registry.store  # type: ignore[assignment]  # only shared stores
-        self.listener = DeliveryListener(store, sequencer, members)
+        self.listener = DeliveryListener(store, sequencer)
         self.started = False
         start = time.monotonic()
         self._polls = Rotation(POLL_EVERY_SECONDS, SLICES, start)

@@ -151,8 +151,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             try:
                 if welcome.notice is not None:
                     log_event("join", room=code, members=len(welcome.members))
-                    self.broadcaster.message(code, welcome.notice)
-                    self.broadcaster.members(code, welcome.members)
+                    self.broadcaster.notice(code, welcome.notice, welcome.members)
                 self.broadcaster.admit(code, sid, welcome.joined_payload(), welcome.latest_id)
             except BaseException as error:
                 # A refused socket gets no disconnect event: undo the connect
@@ -305,6 +304,5 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             sequencer,
             self.local_connections,
             lambda code, member_id, sid: self._detach(app, code, member_id, sid),
-            lambda code, names: self.broadcaster.members(code, names),
         )
         self._housekeeper.start()

@@ -29,16 +29,29 @@ def line(message_id: int, text: str = "") -> Message:
 
 
 class FakeStore:
-    """What the sequencer asks of a store: retained messages and newest ids."""
+    """What the sequencer asks of a store: retained messages, newest ids, present names."""
 
     def __init__(self) -> None:
         self.lines: dict[str, list[Message]] = {}
+        self.names: dict[str, tuple[str, ...]] = {}
 
     def record(self, code: str, count: int) -> list[Message]:
         start = len(self.lines.setdefault(code, [])) + 1
         new = [line(i) for i in range(start, start + count)]
         self.lines[code].extend(new)
         return new
+
+    def notice(self, code: str, kind: str, name: str) -> Message:
+        lines = self.lines.setdefault(code, [])
+        lines.append(Message(len(lines) + 1, kind, name, "", "ts"))
+        present = self.names.get(code, ())
+        self.names[code] = (
+            (*present, name) if kind == "join" else (tuple(n for n in present if n != name))
+        )
+        return lines[-1]
+
+    def present(self, code: str, now: float) -> tuple[str, ...]:
+        return self.names.get(code, ())
 
     def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
         return [m for m in self.lines.get(code, []) if after_id < m.id <= upto_id]
@@ -59,6 +72,10 @@ class Local:
             (code, message.id, skip)
         )
         self.sequencer.emit_to = lambda sid, event, data: self.sent.append((sid, data["id"]))
+        self.announced: list[tuple[tuple[str, ...], int]] = []  # (names, last id seen then)
+        self.sequencer.announce = lambda code, names: self.announced.append(
+            (names, self.seen[-1][1])
+        )
 
 
 @pytest.fixture
@@ -126,6 +143,29 @@ def test_a_gap_is_filled_from_the_store_after_the_wait(local):
     time.sleep(GAP_WAIT_SECONDS + 0.05)
     local.sequencer.fill_gaps()
     assert [i for _, i, _ in local.seen] == [1, 2, 3]
+
+
+def test_a_member_list_goes_out_right_after_the_notice_that_changed_it(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    join = Message(2, "join", "bob", "", "ts")
+    local.sequencer.offer("ABCD", join, ("ada", "bob"))  # before line 1: held
+    assert local.announced == []
+    local.sequencer.offer("ABCD", line(1))
+    assert local.announced == [(("ada", "bob"), 2)]
+
+
+def test_notices_filled_from_the_store_are_followed_by_the_list_it_holds(local):
+    # Their publications were lost: nothing carried the member list.
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    for kind, name in (("join", "ada"), ("join", "bob"), ("leave", "ada")):
+        local.store.notice("ABCD", kind, name)
+    local.store.record("ABCD", 1)
+    local.sequencer.offer("ABCD", line(4))
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    local.sequencer.fill_gaps()
+    local.sequencer.fill_gaps()
+    assert [i for _, i, _ in local.seen] == [1, 2, 3, 4]
+    assert local.announced == [(("bob",), 4)]  # once, read after the notices went out
 
 
 def test_losses_nothing_later_reveals_are_found_by_the_newest_id(local):
@@ -302,7 +342,7 @@ def test_a_listener_finds_what_was_recorded_before_it_listened(redis_url):
     sequencer.deliver = lambda code, message, skip: seen.append(message.text)
     sequencer.admit("ABCD", "s2", welcome.latest_id, lambda: None)
     here.append("ABCD", "ada", "before anyone listened", None, "ts", 5, 10, now)
-    listener = DeliveryListener(there, sequencer, lambda code, names: None)
+    listener = DeliveryListener(there, sequencer)
     threading.Thread(target=listener.run, args=(time.sleep,), daemon=True).start()
     wait_for(lambda: here.client.pubsub_numsub(there.channel)[0][1] == 1)
     time.sleep(0.1)  # the confirmation reaches the listener
@@ -310,6 +350,25 @@ def test_a_listener_finds_what_was_recorded_before_it_listened(redis_url):
     time.sleep(GAP_WAIT_SECONDS + 0.05)
     sequencer.fill_gaps(poll=False)  # the next tick after the wait: filled
     assert seen == ["before anyone listened"]
+    for store in (here, there):
+        store.client.close()
+
+
+@pytest.mark.redis
+def test_a_join_filled_from_redis_brings_the_member_list_of_redis(redis_url):
+    # bob's join was published while "there" did not listen.
+    here, there, now = ada_and_bob(redis_url)
+    welcome = there.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    sequencer = RoomSequencer(there)
+    heard = []
+    sequencer.deliver = lambda code, message, skip: heard.append(message.kind)
+    sequencer.announce = lambda code, names: heard.append(names)
+    sequencer.admit("ABCD", "s1", welcome.latest_id, lambda: None)
+    here.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 30)
+    sequencer.fill_gaps()
+    time.sleep(GAP_WAIT_SECONDS + 0.05)
+    sequencer.fill_gaps()
+    assert heard == ["join", ("ada", "bob")]
     for store in (here, there):
         store.client.close()
 

@@ -67,9 +67,7 @@ class Upkept:
             dead_connections=list,
         )
         self.start = time.monotonic()
-        self.keeper = Housekeeper(
-            Flask(__name__), registry, sequencer, lambda: connections, print, print
-        )
+        self.keeper = Housekeeper(Flask(__name__), registry, sequencer, lambda: connections, print)
 
     def _latest_ids(self, codes: list[str]) -> list[int]:
         self.polled += codes

@@ -249,14 +249,19 @@ def test_first_connection_records_one_join_notice(registry):
     assert second_tab.members == ("ada",)
 
 
-def test_members_listed_in_join_order(registry):
+def test_members_listed_in_join_order(registry, clock):
     ada = registry.create_room("ada")
     bob = registry.join_room(ada.code, "bob")
     cy = registry.join_room(ada.code, "cy")
     registry.connect(cy.code, cy.member_id, "c1")
     registry.connect(ada.code, ada.member_id, "a1")
+    # What a process reads when it lost the notices' own lists (chatapp.delivery).
+    assert registry.store.present(ada.code, clock()) == ("cy", "ada")  # bob is not in yet
     welcome = registry.connect(bob.code, bob.member_id, "b1")
     assert welcome.members == ("cy", "ada", "bob")
+    registry.leave(cy.code, cy.member_id)
+    assert registry.store.present(ada.code, clock()) == ("ada", "bob")
+    assert registry.store.present("ZZZZ", clock()) == ()
 
 
 def test_connect_refuses_strangers_and_unknown_rooms(registry):

@@ -193,6 +193,9 @@ class Store(Protocol):
     def latest_ids(self, codes: list[str]) -> list[int]:
         """Return the newest message id of each room (0 when none)."""
 
+    def present(self, code: str, now: float) -> tuple[str, ...]:
+        """Return the names of the room's present members, in join order."""
+
     def append(
         self,
         code: str,

@@ -246,6 +246,12 @@ class MemoryStore:
             rooms = [self._rooms.get(code) for code in codes]
             return [room.next_id - 1 if room is not None else 0 for room in rooms]
 
+    def present(self, code: str, now: float) -> tuple[str, ...]:
+        """Return the names of the room's present members, in join order."""
+        with self._lock:
+            room = self._live_room(code, now)
+            return () if room is None else self._present_names(room)
+
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""
         with self._lock:

@@ -428,6 +428,12 @@ function ops.append()
   return replies
 end
 
+-- The names of the present members, in join order (none when the room is gone).
+function ops.present()
+  if not live_room() then return {} end
+  return present_names()
+end
+
 -- ARGV: member_id, interval
 function ops.touch_typing()
   local id = ARGV[6]

@@ -321,6 +321,10 @@ class RedisStore:
         except redis.RedisError as error:
             raise self._unavailable(error) from error
 
+    def present(self, code: str, now: float) -> tuple[str, ...]:
+        """Return the names of the room's present members, in join order."""
+        return tuple(self._run("present", self._room(code), now))
+
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""
         name = self._run("touch_typing", self._room(code), now, member_id, interval)
