@@ -6,6 +6,12 @@ delivery gaps from the store, renews the leases of this process's
 connections (and so its place in their rooms), and detaches connections
 whose process died (their leases ran out), so that a ``kill -9`` leaves no
 ghost member for longer than the lease plus the leave grace.
+
+A store outage longer than a lease lets every lease run out, the live ones
+too: once the store is back, each process renews all of its leases at once
+and sweeps nothing for one renewal period, in which the others do the same.
+A process that was away alone may find its connections swept as dead by
+the others: it tells those sockets to connect again.
 """
 
 from __future__ import annotations
@@ -72,20 +78,23 @@ class Housekeeper:
         sequencer: RoomSequencer,
         local_connections: Callable[[], list[tuple[str, str, str]]],
         detach: Callable[[str, str, str], None],
+        reconnect: Callable[[str], None],
     ) -> None:
         self.app = app
         self.registry = registry
         self.sequencer = sequencer
         self.local_connections = local_connections
         self.detach = detach
+        self.reconnect = reconnect
         store: SharedStore = registry.store  # type: ignore[assignment]  # only shared stores
         self.listener = DeliveryListener(store, sequencer)
         self.started = False
         start = time.monotonic()
         self._polls = Rotation(POLL_EVERY_SECONDS, SLICES, start)
-        renew_every = registry.settings.connection_lease / RENEWALS_PER_LEASE
-        self._renewals = Rotation(renew_every, SLICES, start)
+        self._renew_every = registry.settings.connection_lease / RENEWALS_PER_LEASE
+        self._renewals = Rotation(self._renew_every, SLICES, start)
         self._next_sweep = 0.0
+        self._store_failed = False
 
     def start(self) -> None:
         """Start both loops once in this process."""
@@ -100,16 +109,41 @@ class Housekeeper:
             try:
                 self.tick(time.monotonic())
             except StoreUnavailable:
+                self.store_failed()
                 self.app.logger.warning("store unavailable; upkeep retries")
             except Exception:  # the loop must outlive any one failure
                 self.app.logger.exception("upkeep failed; retrying")
 
+    def store_failed(self) -> None:
+        """Note that a call to the store failed: leases may run out before the next succeeds."""
+        self._store_failed = True
+
     def tick(self, now: float) -> None:
         """Do the upkeep due at ``now``: a slice of the polls and of the renewals, the sweep."""
+        if self._store_failed:
+            # Every lease may have run out, everyone's: renew all of ours now,
+            # and let the other processes renew theirs before sweeping any.
+            self._renew(self.local_connections())
+            self._next_sweep = max(self._next_sweep, now + self._renew_every)
+            self._store_failed = False
         self.sequencer.fill_gaps(self._polls.due(now))
         renewing = self._renewals.due(now)
-        self.registry.renew_leases([conn for conn in self.local_connections() if renewing(conn[2])])
+        self._renew([conn for conn in self.local_connections() if renewing(conn[2])])
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY_SECONDS
-            for code, member_id, conn_id in self.registry.dead_connections():
+            self._sweep()
+
+    def _renew(self, connections: list[tuple[str, str, str]]) -> None:
+        for _, _, sid in self.registry.renew_leases(connections):
+            # Swept as dead by another process while this one could not
+            # renew: the socket connects again and is in the room again.
+            self.reconnect(sid)
+
+    def _sweep(self) -> None:
+        dead = self.registry.dead_connections()
+        live = set(self.local_connections())
+        # A lease of this process that ran out (the store was away): renewed, never swept.
+        self._renew([conn for conn in dead if conn in live])
+        for code, member_id, conn_id in dead:
+            if (code, member_id, conn_id) not in live:
                 self.detach(code, member_id, conn_id)

@@ -298,10 +298,14 @@ class RoomRegistry:
         now = self.clock()
         return self.store.end_if_gone(code, member_id, token, utc_timestamp(now), now)
 
-    def renew_leases(self, connections: list[tuple[str, str, str]]) -> None:
-        """Keep this process's ``(code, member, conn)`` connections alive in the store."""
-        if connections:
-            self.store.renew_leases(connections, self.clock() + self.settings.connection_lease)
+    def renew_leases(self, connections: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """Keep this process's ``(code, member, conn)`` connections alive in the store.
+
+        Return those the store no longer holds (swept as dead meanwhile).
+        """
+        if not connections:
+            return []
+        return self.store.renew_leases(connections, self.clock() + self.settings.connection_lease)
 
     def dead_connections(self) -> list[tuple[str, str, str]]:
         """Return connections whose process stopped renewing their leases."""

@@ -304,5 +304,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
             sequencer,
             self.local_connections,
             lambda code, member_id, sid: self._detach(app, code, member_id, sid),
+            # The client connects again on a server disconnect (chat.js).
+            lambda sid: socketio.server.disconnect(sid, namespace=self.namespace),
         )
         self._housekeeper.start()

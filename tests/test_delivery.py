@@ -414,6 +414,10 @@ def test_a_host_whose_lease_ran_out_is_dropped_and_renewal_keeps_it(two_hosts):
     time.sleep(0.3)
     assert "too late" not in [d.message.text for d in heard["there"]]
     assert not here.client.hexists("chat:{ABCD}:s", there.host_id)
+    # Not dead after all, only away from Redis: its next renewal brings it back.
+    assert there.renew_leases([("ABCD", "bob", "c2")], now + 60) == []
+    here.append("ABCD", "ada", "back", None, "ts", 5, 10, now + 32)
+    wait_for(lambda: [d.message.text for d in heard["there"]][-1:] == ["back"])
 
 
 @pytest.mark.redis

@@ -56,6 +56,11 @@ class Upkept:
     def __init__(self, rooms: list[str], connections: list[tuple[str, str, str]]) -> None:
         self.polled: list[str] = []
         self.renewed: list[tuple[str, str, str]] = []
+        self.dead: list[tuple[str, str, str]] = []  # what the store's sweep finds
+        self.gone: set[tuple[str, str, str]] = set()  # what the store no longer holds
+        self.swept = 0
+        self.detached: list[tuple[str, str, str]] = []
+        self.reconnected: list[str] = []
         store = SimpleNamespace(latest_ids=self._latest_ids)
         sequencer = RoomSequencer(store)
         for code in rooms:
@@ -63,15 +68,30 @@ class Upkept:
         registry = SimpleNamespace(
             settings=SimpleNamespace(connection_lease=15.0),  # renewed every 5 s
             store=store,
-            renew_leases=self.renewed.extend,
-            dead_connections=list,
+            renew_leases=self._renew_leases,
+            dead_connections=self._dead_connections,
         )
         self.start = time.monotonic()
-        self.keeper = Housekeeper(Flask(__name__), registry, sequencer, lambda: connections, print)
+        self.keeper = Housekeeper(
+            Flask(__name__),
+            registry,
+            sequencer,
+            lambda: connections,
+            lambda *conn: self.detached.append(conn),
+            self.reconnected.append,
+        )
 
     def _latest_ids(self, codes: list[str]) -> list[int]:
         self.polled += codes
         return [0] * len(codes)
+
+    def _renew_leases(self, connections: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        self.renewed += connections
+        return [conn for conn in connections if conn in self.gone]
+
+    def _dead_connections(self) -> list[tuple[str, str, str]]:
+        self.swept += 1
+        return self.dead
 
     def ticks(self, count: int, first: float = 0.125) -> None:
         for n in range(count):
@@ -88,3 +108,37 @@ def test_the_upkeep_polls_every_room_and_renews_every_lease_once_in_five_seconds
     upkept.ticks(19, first=0.125 + TICK_SECONDS)  # the rest of the 5 s
     assert sorted(upkept.polled) == rooms
     assert sorted(upkept.renewed) == sorted(connections)
+
+
+CONNECTIONS = [("ABCD", f"m{n}", f"sid-{n}") for n in range(40)]
+
+
+def test_after_a_store_failure_every_lease_is_renewed_at_once_and_nothing_swept_for_a_while():
+    # The store was away longer than a lease: every process's leases ran
+    # out. Each renews all of its own before any sweeps the others' as dead.
+    upkept = Upkept(["ABCD"], CONNECTIONS)
+    upkept.ticks(1)
+    assert upkept.swept == 1
+    upkept.renewed.clear()
+    upkept.keeper.store_failed()
+    upkept.ticks(8, first=10.0)  # 10.0 to 11.75: sweeps were due every 2 s
+    assert sorted(upkept.renewed[: len(CONNECTIONS)]) == sorted(CONNECTIONS)  # the first tick
+    assert upkept.swept == 1  # held for one renewal period (5 s)
+    upkept.ticks(1, first=15.0)
+    assert upkept.swept == 2
+
+
+def test_the_sweep_renews_this_process_s_own_leases_that_ran_out_and_detaches_the_others():
+    upkept = Upkept(["ABCD"], CONNECTIONS)
+    foreign = ("ABCD", "m99", "sid-elsewhere")
+    upkept.dead = [CONNECTIONS[3], foreign]
+    upkept.ticks(1)
+    assert upkept.detached == [foreign]
+    assert CONNECTIONS[3] in upkept.renewed
+
+
+def test_a_socket_whose_connection_was_swept_elsewhere_is_told_to_connect_again():
+    upkept = Upkept(["ABCD"], CONNECTIONS)
+    upkept.gone = {CONNECTIONS[5]}
+    upkept.ticks(20)  # one renewal period
+    assert upkept.reconnected == [CONNECTIONS[5][2]]

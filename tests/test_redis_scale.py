@@ -211,3 +211,55 @@ def test_member_of_a_stopped_process_who_never_returns_leaves(servers, live_peop
     # Another process ends the membership: grace (0.5 s) + at most one sweep (2 s).
     leave = a.wait_for_line(lambda m: m["kind"] == "leave" and m["name"] == "bob", timeout=8)
     assert leave is not None
+
+
+@pytest.fixture
+def short_leases(redis_proc, tmp_path):
+    """Two app processes on one Redis whose connection leases last 2 s."""
+    settings = {**FAST, "STORE": redis_proc.url, "CONNECTION_LEASE_SECONDS": 2}
+    started = [LiveServer(settings, tmp_path / f"app{i}").start() for i in range(2)]
+    yield started
+    for server in started:
+        server.close()
+
+
+def test_a_redis_outage_longer_than_a_lease_ends_no_membership(
+    short_leases, live_people, redis_proc
+):
+    # Every lease runs out while Redis is away, the live ones too: once it
+    # is back, nobody is swept as dead, and nobody sees anyone leave.
+    code, ada, bob, a, b = ada_and_bob(short_leases, live_people)
+    a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+    redis_proc.stop()
+    time.sleep(3)  # longer than a lease
+    redis_proc.start()
+    for server in short_leases:
+        assert wait_for(lambda server=server: server.health() == 200, timeout=10)
+    time.sleep(4)  # two sweeps of each process, past the grace
+    ack = a.send_line("after the outage")
+    assert ack["ok"], ack
+    assert b.wait_for_line(lambda m: m["text"] == "after the outage")
+    assert [m for m in a.lines() + b.lines() if m["kind"] == "leave"] == []
+    assert a.received("members")[-1] == {"members": ["ada", "bob"]}
+
+
+def test_a_process_away_longer_than_a_lease_sends_its_sockets_to_connect_again(
+    short_leases, live_people
+):
+    # ada's process stalls (a paused VM, swapping): the other process sweeps
+    # her connection as dead and ends her membership. Once it runs again, it
+    # finds the connection gone and disconnects the socket; the client
+    # connects again (chat.js does on a server disconnect) and is back in.
+    code, ada, bob, a, b = ada_and_bob(short_leases, live_people)
+    a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
+    short_leases[0].process.send_signal(signal.SIGSTOP)
+    try:
+        assert b.wait_for_line(lambda m: m["kind"] == "leave" and m["name"] == "ada", timeout=10)
+    finally:
+        short_leases[0].process.send_signal(signal.SIGCONT)
+    assert a.wait_for(lambda c: c.disconnects, timeout=5)  # within a renewal period
+    back = ada.socket({"room": code, "last_id": a.last_id()})
+    assert back.received("joined")[0]["members"] == ["bob", "ada"]
+    ack = back.send_line("back again")
+    assert ack["ok"], ack
+    assert b.wait_for_line(lambda m: m["text"] == "back again")

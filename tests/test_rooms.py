@@ -672,11 +672,12 @@ def test_connection_leases_expire_unless_renewed(make_registry, clock):
     a_conn = (ada.code, ada.member_id, f"{ada.member_id}-tab1")
     b_conn = (bob.code, bob.member_id, f"{bob.member_id}-tab1")
     assert store.expired_connections(clock() + 29) == []
-    store.renew_leases([a_conn], clock() + 60)
+    assert store.renew_leases([a_conn], clock() + 60) == []
     assert store.expired_connections(clock() + 31) == [b_conn]
     # the sweeper detaches a dead connection like any other disconnect
     token = registry.disconnect(*b_conn)
-    store.renew_leases([b_conn], clock() + 60)  # a renewal racing the detach brings nothing back
+    # A renewal racing the detach brings nothing back, and says so.
+    assert store.renew_leases([a_conn, b_conn], clock() + 60) == [b_conn]
     assert b_conn not in store.expired_connections(clock() + 61)
     assert store.expired_connections(clock() + 31) == [(bob.code, bob.member_id, GONE)]
     assert registry.end_if_gone(bob.code, bob.member_id, token).members == ("ada",)

@@ -181,8 +181,13 @@ class Store(Protocol):
     def leave(self, code: str, member_id: str, ts: str, now: float) -> Ended | None:
         """End a membership for good; it can never be renewed."""
 
-    def renew_leases(self, connections: Iterable[tuple[str, str, str]], until: float) -> None:
-        """Extend the leases of this process's ``(code, member, conn)`` connections."""
+    def renew_leases(
+        self, connections: Iterable[tuple[str, str, str]], until: float
+    ) -> list[tuple[str, str, str]]:
+        """Extend the leases of this process's ``(code, member, conn)`` connections.
+
+        Return those it holds no more (detached meanwhile): nothing brings them back.
+        """
 
     def expired_connections(self, now: float, limit: int = 500) -> list[tuple[str, str, str]]:
         """Return ``(code, member, conn)`` whose lease ran out: their process died."""

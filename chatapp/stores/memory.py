@@ -191,8 +191,11 @@ class MemoryStore:
             notice = self._end(room, member, now, ts)
             return Ended(notice, self._present_names(room), tuple(member.conns))
 
-    def renew_leases(self, connections: Iterable[tuple[str, str, str]], until: float) -> None:
+    def renew_leases(
+        self, connections: Iterable[tuple[str, str, str]], until: float
+    ) -> list[tuple[str, str, str]]:
         """Do nothing: connections live and die with this one process."""
+        return []
 
     def expired_connections(self, now: float, limit: int = 500) -> list[tuple[str, str, str]]:
         """Return nothing: no other process can die holding connections here."""

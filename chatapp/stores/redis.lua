@@ -462,22 +462,26 @@ function ops.bucket()
 end
 
 -- ARGV: lease_until, then CODE|member|conn entries. Refresh this process's
--- leases, and its place in those rooms' :s (set when it connected there).
+-- leases that still exist, and its place in those rooms' :s (which a
+-- publication drops once the lease there ran out, as during an outage).
+-- Answers the entries that are gone (detached, swept as dead): nothing
+-- brings them back.
 function ops.renew()
   local until_ = ARGV[6]
-  local rooms = {}
-  local leases = {}  -- score, entry, ...: one ZADD; XX renews only leases that still exist
+  local rooms, leases, gone = {}, {}, {}  -- leases: score, entry, ...: one ZADD
   for i = 7, #ARGV do
-    leases[#leases + 1] = until_
-    leases[#leases + 1] = ARGV[i]
-    rooms[string.match(ARGV[i], '^[^|]*')] = true
+    if redis.call('ZSCORE', LEASES, ARGV[i]) then
+      leases[#leases + 1] = until_
+      leases[#leases + 1] = ARGV[i]
+      rooms[string.match(ARGV[i], '^[^|]*')] = true
+    else
+      gone[#gone + 1] = ARGV[i]
+    end
   end
-  if #leases > 0 then redis.call('ZADD', LEASES, 'XX', unpack(leases)) end
-  for code in pairs(rooms) do
-    local hosts = PREFIX .. '{' .. code .. '}:s'
-    if redis.call('HEXISTS', hosts, HOST) == 1 then redis.call('HSET', hosts, HOST, until_) end
-  end
-  return 1
+  if #leases > 0 then redis.call('ZADD', LEASES, unpack(leases)) end
+  -- A live connection keeps its room busy: these keys never expire meanwhile.
+  for code in pairs(rooms) do redis.call('HSET', PREFIX .. '{' .. code .. '}:s', HOST, until_) end
+  return gone
 end
 
 -- ARGV: limit. Connections whose lease ran out (their process died).

@@ -257,14 +257,18 @@ class RedisStore:
         notice, members, *connections = reply
         return Ended(_message(notice) if notice else None, _names(members), tuple(connections))
 
-    def renew_leases(self, connections: Iterable[tuple[str, str, str]], until: float) -> None:
-        """Extend the leases of this process's live connections."""
+    def renew_leases(
+        self, connections: Iterable[tuple[str, str, str]], until: float
+    ) -> list[tuple[str, str, str]]:
+        """Extend the leases of this process's live connections; return those swept."""
         entries = ["|".join(c) for c in connections]
+        gone = []
         # Small calls: Redis serves everyone else's lines between them.
         for start in range(0, len(entries), RENEW_BATCH):
-            self._run(
+            gone += self._run(
                 "renew", self._leases, until, repr(until), *entries[start : start + RENEW_BATCH]
             )
+        return [(code, member, conn) for code, member, conn in (e.split("|", 2) for e in gone)]
 
     def expired_connections(self, now: float, limit: int = 500) -> list[tuple[str, str, str]]:
         """Return connections whose lease ran out: their process is gone."""
