@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from datetime import UTC
 
 import pytest
 from playwright.sync_api import expect
@@ -160,6 +162,20 @@ def test_lines_are_grouped_by_person_under_a_day_separator(server, open_context)
     expect(log(bob).locator(".msg-meta:not(.visually-hidden) .msg-name")).to_have_text(
         ["ada", "bob", "ada"]
     )
+
+
+def test_today_becomes_yesterday_at_midnight_in_a_tab_left_open(server, open_context):
+    context = open_context(timezone_id="UTC")
+    late = datetime.now(UTC).replace(hour=23, minute=59, second=30, microsecond=0)
+    context.clock.install(time=late)  # the page's clock; it runs on from there
+    ada = context.new_page()
+    create_room(ada, server.url, "ada")
+    send(ada, "still up")
+    expect(log(ada).get_by_text("still up", exact=True)).to_be_visible()
+    separator = log(ada).locator(".day-separator-text")
+    expect(separator).to_have_text("Today")
+    ada.clock.fast_forward("01:00")  # past midnight
+    expect(separator).to_have_text("Yesterday")
 
 
 def test_http_links_are_safe_other_schemes_stay_text(server, open_context):
