@@ -7,6 +7,7 @@ exactly once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,9 @@ from liveserver import LiveServer
 from playwright.sync_api import expect
 from redisproc import RedisProcess
 
+from chatapp.rooms import utc_timestamp
+from chatapp.stores import Limits
+from chatapp.stores.redis import RedisStore
 from tests.browser.conftest import chat_texts
 from tests.browser.conftest import create_room
 from tests.browser.conftest import join_room
@@ -167,5 +171,37 @@ def test_server_restart_on_redis_catches_up_exactly_once(tmp_path, open_context,
         assert chat_texts(ada) == expected
         assert chat_texts(bob) == expected
     finally:
+        live.close()
+        redis.stop()
+
+
+@pytest.mark.redis
+def test_a_membership_another_process_ended_is_renewed_by_connecting_again(tmp_path, open_context):
+    # Another process swept ada's connection as dead and ended her
+    # membership (this one was away from Redis), while her page stayed
+    # connected here: her next line is answered not_joined. The page
+    # connects again, which renews the membership, and the line goes.
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    # Long leases: this process's own renewal does not find the swept connection first.
+    live = start_live_server({"STORE": redis.url, "CONNECTION_LEASE_SECONDS": 300})
+    other = RedisStore(redis.url, Limits(max_members=50, history_limit=500, idle_ttl=600))
+    try:
+        ada = open_context().new_page()
+        code = create_room(ada, live.url, "ada")
+        (entry,) = other.client.zrange("chat:leases", 0, -1)
+        _, member_id, sid = entry.split("|")
+        token = other.disconnect(code, member_id, sid, time.time())
+        other.end_if_gone(code, member_id, token, utc_timestamp(time.time()), time.time())
+        expect(log(ada).get_by_text("ada left")).to_be_visible()
+
+        send(ada, "still here")
+        expect(log(ada).locator(".msg--chat").get_by_text("still here")).to_be_visible()
+        wait_connected(ada)
+        expect(pending(ada)).to_be_hidden()
+        expect(ada.get_by_text("You are no longer in this room.")).to_be_hidden()
+        expect(log(ada).get_by_text("ada joined")).to_have_count(2)
+    finally:
+        other.client.close()
         live.close()
         redis.stop()

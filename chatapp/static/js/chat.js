@@ -58,6 +58,7 @@
   let ended = false; // the server told us we are out of this room: stop everything
   let canSend = false; // joined on the current connection
   let inflightCid = null; // the outbox line whose ack we are waiting for
+  let rejoinTried = false; // a not_joined ack made us connect again once
   let attempt = 0; // bumped on every send and every disconnect: older acks are stale
   let retryTimer = null;
   let reconnectTimer = null;
@@ -566,6 +567,7 @@
         return;
       }
       if (ack.ok === true) {
+        rejoinTried = false;
         acknowledged(item.cid, ack.id);
         pump();
         return;
@@ -585,7 +587,15 @@
           break;
         }
         case "not_joined":
-          endSession("You are no longer in this room.");
+          // Another process may have ended the membership while this one
+          // was away from the store: connecting again renews it if it can,
+          // and a refusal ends the session (connect_error below).
+          if (rejoinTried) {
+            endSession("You are no longer in this room.");
+          } else {
+            rejoinTried = true;
+            socket.disconnect().connect();
+          }
           break;
         default: // "unavailable" and anything unknown: try again shortly
           setPendingState(item.cid, UNAVAILABLE_TEXT);
