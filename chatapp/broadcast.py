@@ -44,7 +44,7 @@ class Broadcaster:
         if sequencer is not None:
             sequencer.emit_to = self._emit_to
             sequencer.deliver = self._deliver_here
-            sequencer.announce = self.members
+            sequencer.announce = self._announce_here
 
     def lock(self, code: str) -> AbstractContextManager[object]:
         """Return the lock that orders room ``code``'s deliveries.
@@ -118,6 +118,9 @@ class Broadcaster:
 
     def _deliver_here(self, code: str, message: Message, skip: list[str]) -> None:
         self.here("message", message.to_dict(), code, skip or None)
+
+    def _announce_here(self, code: str, names: tuple[str, ...], skip: list[str]) -> None:
+        self.here("members", {"members": list(names)}, code, skip or None)
 
     def typing(self, code: str, name: str, skip: Iterable[str]) -> None:
         """Tell the room but the typist's connections that ``name`` is typing."""

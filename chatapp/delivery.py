@@ -14,7 +14,8 @@ newest id for losses nothing later reveals).
 
 The member list travels with the join or leave notice that changed it, and
 goes out right after it; a notice filled from the store comes without one,
-so the list is read from the store then.
+so the list is read from the store then. A list never replaces a newer one:
+each is as of a message id, and an older one is dropped.
 Everything else that crosses processes (typing, disconnecting a socket of
 another process) goes through python-socketio's Redis queue.
 """
@@ -51,6 +52,8 @@ LISTEN_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 Deliver = Callable[[str, Message, list[str]], None]
 # The names present in a room: from a notice, or read from the store.
 Names = tuple[str, ...]
+# Send a room's member list to its local sockets, but those listed.
+Announce = Callable[[str, Names, list[str]], None]
 
 
 def _every_room(code: str) -> bool:
@@ -80,6 +83,9 @@ class _RoomState:
     # Waiting for a smaller id, each with the member list it changed (if known).
     early: dict[int, tuple[Message, Names | None]] = field(default_factory=dict)
     gap_since: float | None = None
+    names: Names | None = None  # the member list announced last
+    listed: int = 0  # the id the last announced list is as of
+    list_owed: bool = False  # a notice went out without its list: read it from the store
 
 
 class RoomSequencer:
@@ -91,7 +97,7 @@ class RoomSequencer:
         self._lock = threading.RLock()
         self._poll_requested = False
         self.deliver: Deliver = lambda code, message, skip: None
-        self.announce: Callable[[str, Names], None] = lambda code, names: None
+        self.announce: Announce = lambda code, names, skip: None
         self.emit_to: Callable[[str, str, Any], None] = lambda sid, event, data: None
 
     def admit(self, code: str, sid: str, latest_id: int, enter: Callable[[], None]) -> None:
@@ -110,12 +116,15 @@ class RoomSequencer:
                 missed = self.store.messages(code, latest_id, state.delivered)
             enter()
             if state is None:
-                state = self._rooms[code] = _RoomState(delivered=latest_id)
+                state = self._rooms[code] = _RoomState(delivered=latest_id, listed=latest_id)
             state.sids.add(sid)
             if latest_id > state.delivered:
                 state.floors[sid] = latest_id
             for message in missed:
                 self.emit_to(sid, "message", message.to_dict())
+            # Its ``joined`` listed the members as of ``latest_id``.
+            if state.names is not None and state.listed > latest_id:
+                self.emit_to(sid, "members", {"members": list(state.names)})
 
     def release(self, code: str, sid: str) -> None:
         """Forget a socket that left; forget the room with its last socket."""
@@ -139,10 +148,11 @@ class RoomSequencer:
             if state is None or message.id <= state.delivered:
                 return  # no local socket in that room, or already delivered
             state.early[message.id] = (message, members)
-            unlisted = self._drain(code, state)
+            self._drain(code, state)
             if state.early and state.gap_since is None:
                 state.gap_since = time.monotonic()
-        if unlisted:
+            owed = state.list_owed
+        if owed:
             self._announce_from_store(code)
 
     def poll_soon(self) -> None:
@@ -173,6 +183,9 @@ class RoomSequencer:
                 for code, state in self._rooms.items()
                 if state.early or state.gap_since is not None or polled(code)
             ]
+            owed = [code for code, state in self._rooms.items() if state.list_owed]
+        for code in owed:  # the store failed when their lists were first read
+            self._announce_from_store(code)
         if not rooms:
             return
         try:
@@ -205,37 +218,46 @@ class RoomSequencer:
                 state.delivered = min(state.early) - 1
             elif missing and missing[0].id > state.delivered + 1:
                 state.delivered = missing[0].id - 1
-            unlisted = self._drain(code, state)
+            self._drain(code, state)
             state.gap_since = time.monotonic() if state.early else None
-        if unlisted:
+            owed = state.list_owed
+        if owed:
             self._announce_from_store(code)
 
     def _announce_from_store(self, code: str) -> None:
         # Read after the notices went out: the list is at least as new as they are.
         try:
-            names = self.store.present(code, time.time())
+            present = self.store.present(code, time.time())
         except StoreUnavailable:
-            return  # the next notice brings the list
-        self.announce(code, names)
+            return  # still owed: fill_gaps reads it again
+        with self._lock:
+            state = self._rooms.get(code)
+            # Unless a notice announced a newer list while the store answered.
+            if state is not None and present.latest_id >= state.listed:
+                self._list(code, state, present.names, present.latest_id, [])
 
-    def _drain(self, code: str, state: _RoomState) -> bool:
-        """Deliver what is next in order; tell whether a notice went without its list."""
-        unlisted = False
+    def _list(
+        self, code: str, state: _RoomState, names: Names, as_of: int, skip: list[str]
+    ) -> None:
+        state.names, state.listed, state.list_owed = names, as_of, False
+        self.announce(code, names, skip)
+
+    def _drain(self, code: str, state: _RoomState) -> None:
         while state.delivered + 1 in state.early:
             message, members = state.early.pop(state.delivered + 1)
             state.delivered += 1
             skip = [sid for sid, floor in state.floors.items() if floor >= state.delivered]
             self.deliver(code, message, skip)
+            if message.kind == "chat" or message.id <= state.listed:
+                continue  # a newer list went out already
             if members is not None:
-                self.announce(code, members)
-                unlisted = False
-            elif message.kind != "chat":
-                unlisted = True
+                self._list(code, state, members, message.id, skip)
+            else:
+                state.list_owed = True
         for sid in [sid for sid, floor in state.floors.items() if floor <= state.delivered]:
             del state.floors[sid]
         if not state.early:
             state.gap_since = None
-        return unlisted
 
 
 class DeliveryListener:

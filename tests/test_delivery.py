@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from chatapp.stores import Limits
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
+from chatapp.stores.base import Present
 from chatapp.stores.base import StoreUnavailable
 from chatapp.stores.redis import _delivery
 from chatapp.stores.redis import _run_together
@@ -50,8 +52,8 @@ class FakeStore:
         )
         return lines[-1]
 
-    def present(self, code: str, now: float) -> tuple[str, ...]:
-        return self.names.get(code, ())
+    def present(self, code: str, now: float) -> Present:
+        return Present(self.names.get(code, ()), len(self.lines.get(code, [])))
 
     def messages(self, code: str, after_id: int, upto_id: int) -> list[Message]:
         return [m for m in self.lines.get(code, []) if after_id < m.id <= upto_id]
@@ -67,14 +69,17 @@ class Local:
         self.store = FakeStore()
         self.sequencer = RoomSequencer(self.store)
         self.seen: list[tuple[str, int, list[str]]] = []  # (room, id, sids skipped)
-        self.sent: list[tuple[str, int]] = []  # (sid, id) sent to one socket
+        self.sent: list[tuple[str, Any]] = []  # (sid, id or member list) sent to one socket
         self.sequencer.deliver = lambda code, message, skip: self.seen.append(
             (code, message.id, skip)
         )
-        self.sequencer.emit_to = lambda sid, event, data: self.sent.append((sid, data["id"]))
-        self.announced: list[tuple[tuple[str, ...], int]] = []  # (names, last id seen then)
-        self.sequencer.announce = lambda code, names: self.announced.append(
-            (names, self.seen[-1][1])
+        self.sequencer.emit_to = lambda sid, event, data: self.sent.append(
+            (sid, data["id"] if event == "message" else data["members"])
+        )
+        # (names, last id delivered then, sockets skipped)
+        self.announced: list[tuple[tuple[str, ...], int, list[str]]] = []
+        self.sequencer.announce = lambda code, names, skip: self.announced.append(
+            (names, self.seen[-1][1], skip)
         )
 
 
@@ -151,7 +156,7 @@ def test_a_member_list_goes_out_right_after_the_notice_that_changed_it(local):
     local.sequencer.offer("ABCD", join, ("ada", "bob"))  # before line 1: held
     assert local.announced == []
     local.sequencer.offer("ABCD", line(1))
-    assert local.announced == [(("ada", "bob"), 2)]
+    assert local.announced == [(("ada", "bob"), 2, [])]
 
 
 def test_notices_filled_from_the_store_are_followed_by_the_list_it_holds(local):
@@ -165,7 +170,56 @@ def test_notices_filled_from_the_store_are_followed_by_the_list_it_holds(local):
     local.sequencer.fill_gaps()
     local.sequencer.fill_gaps()
     assert [i for _, i, _ in local.seen] == [1, 2, 3, 4]
-    assert local.announced == [(("bob",), 4)]  # once, read after the notices went out
+    assert local.announced == [(("bob",), 4, [])]  # once, read after the notices went out
+
+
+def test_a_list_read_from_the_store_never_replaces_a_newer_one(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    local.store.notice("ABCD", "join", "bob")
+    read = local.store.present
+
+    def slow_read(code, now):
+        # The store answered before cy joined; cy's notice, with its list,
+        # goes out before this answer is handled.
+        answer = read(code, now)
+        cy = local.store.notice("ABCD", "join", "cy")
+        local.sequencer.offer("ABCD", cy, ("bob", "cy"))
+        return answer
+
+    local.store.present = slow_read
+    local.sequencer.offer("ABCD", local.store.lines["ABCD"][0])  # bob's notice, without its list
+    assert local.announced == [(("bob", "cy"), 2, [])]  # the older answer was dropped
+
+
+def test_a_list_the_store_failed_to_give_is_read_at_the_next_tick(local):
+    local.sequencer.admit("ABCD", "s1", 0, lambda: None)
+    bob = local.store.notice("ABCD", "join", "bob")
+    read = local.store.present
+
+    def unavailable(code, now):
+        raise StoreUnavailable("timed out")
+
+    local.store.present = unavailable
+    local.sequencer.offer("ABCD", bob)
+    local.sequencer.fill_gaps(poll=False)
+    assert local.announced == []
+    local.store.present = read
+    local.sequencer.fill_gaps(poll=False)
+    assert local.announced == [(("bob",), 1, [])]
+
+
+def test_lists_skip_sockets_whose_history_was_newer_and_catch_up_brings_one(local):
+    local.sequencer.admit("ABCD", "old", 0, lambda: None)
+    local.sequencer.admit("ABCD", "ahead", 2, lambda: None)  # its joined listed bob and cy
+    bob = Message(1, "join", "bob", "", "ts")
+    cy = Message(2, "join", "cy", "", "ts")
+    local.sequencer.offer("ABCD", bob, ("bob",))
+    local.sequencer.offer("ABCD", cy, ("bob", "cy"))
+    assert local.announced == [(("bob",), 1, ["ahead"]), (("bob", "cy"), 2, ["ahead"])]
+    # A socket whose history stopped before both notices gets them, then the list.
+    local.store.lines["ABCD"] = [bob, cy]
+    local.sequencer.admit("ABCD", "behind", 0, lambda: None)
+    assert local.sent == [("behind", 1), ("behind", 2), ("behind", ["bob", "cy"])]
 
 
 def test_losses_nothing_later_reveals_are_found_by_the_newest_id(local):
@@ -362,7 +416,7 @@ def test_a_join_filled_from_redis_brings_the_member_list_of_redis(redis_url):
     sequencer = RoomSequencer(there)
     heard = []
     sequencer.deliver = lambda code, message, skip: heard.append(message.kind)
-    sequencer.announce = lambda code, names: heard.append(names)
+    sequencer.announce = lambda code, names, skip: heard.append(names)
     sequencer.admit("ABCD", "s1", welcome.latest_id, lambda: None)
     here.connect("ABCD", "bob", "c2", None, 50, "ts", now, now + 30)
     sequencer.fill_gaps()

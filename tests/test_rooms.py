@@ -30,6 +30,7 @@ from chatapp.stores import Limits
 from chatapp.stores import MemoryStore
 from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import GONE
+from chatapp.stores.base import Present
 from chatapp.stores.redis import RedisStore
 
 
@@ -256,12 +257,13 @@ def test_members_listed_in_join_order(registry, clock):
     registry.connect(cy.code, cy.member_id, "c1")
     registry.connect(ada.code, ada.member_id, "a1")
     # What a process reads when it lost the notices' own lists (chatapp.delivery).
-    assert registry.store.present(ada.code, clock()) == ("cy", "ada")  # bob is not in yet
+    # (bob is not in yet; the list is as of ada's join notice, id 2)
+    assert registry.store.present(ada.code, clock()) == Present(("cy", "ada"), 2)
     welcome = registry.connect(bob.code, bob.member_id, "b1")
     assert welcome.members == ("cy", "ada", "bob")
     registry.leave(cy.code, cy.member_id)
-    assert registry.store.present(ada.code, clock()) == ("ada", "bob")
-    assert registry.store.present("ZZZZ", clock()) == ()
+    assert registry.store.present(ada.code, clock()) == Present(("ada", "bob"), 4)
+    assert registry.store.present("ZZZZ", clock()) == Present((), 0)
 
 
 def test_connect_refuses_strangers_and_unknown_rooms(registry):

@@ -116,6 +116,14 @@ class Appended:
 
 
 @dataclass(frozen=True, slots=True)
+class Present:
+    """Who is in a room: the names in join order, as of message ``latest_id``."""
+
+    names: tuple[str, ...]
+    latest_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A message another process recorded, as a shared store sends it on."""
 
@@ -198,8 +206,8 @@ class Store(Protocol):
     def latest_ids(self, codes: list[str]) -> list[int]:
         """Return the newest message id of each room (0 when none)."""
 
-    def present(self, code: str, now: float) -> tuple[str, ...]:
-        """Return the names of the room's present members, in join order."""
+    def present(self, code: str, now: float) -> Present:
+        """Return the names of the room's present members, as of its newest message."""
 
     def append(
         self,

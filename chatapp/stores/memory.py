@@ -26,6 +26,7 @@ from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
+from chatapp.stores.base import Present
 
 
 @dataclass(slots=True)
@@ -249,11 +250,13 @@ class MemoryStore:
             rooms = [self._rooms.get(code) for code in codes]
             return [room.next_id - 1 if room is not None else 0 for room in rooms]
 
-    def present(self, code: str, now: float) -> tuple[str, ...]:
-        """Return the names of the room's present members, in join order."""
+    def present(self, code: str, now: float) -> Present:
+        """Return the names of the room's present members, as of its newest message."""
         with self._lock:
             room = self._live_room(code, now)
-            return () if room is None else self._present_names(room)
+            if room is None:
+                return Present((), 0)
+            return Present(self._present_names(room), room.next_id - 1)
 
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""

@@ -428,10 +428,13 @@ function ops.append()
   return replies
 end
 
--- The names of the present members, in join order (none when the room is gone).
+-- The newest message id, then the names of the present members in join
+-- order ({0} when the room is gone).
 function ops.present()
-  if not live_room() then return {} end
-  return present_names()
+  if not live_room() then return {0} end
+  local reply = {tonumber(redis.call('HGET', R, 'last'))}
+  for _, name in ipairs(present_names()) do reply[#reply + 1] = name end
+  return reply
 end
 
 -- ARGV: member_id, interval

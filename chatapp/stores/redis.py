@@ -37,6 +37,7 @@ from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
+from chatapp.stores.base import Present
 from chatapp.stores.base import StoreUnavailable
 from chatapp.stores.batching import GroupCommit
 
@@ -325,9 +326,10 @@ class RedisStore:
         except redis.RedisError as error:
             raise self._unavailable(error) from error
 
-    def present(self, code: str, now: float) -> tuple[str, ...]:
-        """Return the names of the room's present members, in join order."""
-        return tuple(self._run("present", self._room(code), now))
+    def present(self, code: str, now: float) -> Present:
+        """Return the names of the room's present members, as of its newest message."""
+        latest, *names = self._run("present", self._room(code), now)
+        return Present(tuple(names), int(latest))
 
     def touch_typing(self, code: str, member_id: str, interval: float, now: float) -> str | None:
         """Return the member's name when it may be relayed as typing now."""
