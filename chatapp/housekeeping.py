@@ -93,8 +93,11 @@ class Housekeeper:
         self._polls = Rotation(POLL_EVERY_SECONDS, SLICES, start)
         self._renew_every = registry.settings.connection_lease / RENEWALS_PER_LEASE
         self._renewals = Rotation(self._renew_every, SLICES, start)
-        self._next_sweep = 0.0
-        self._store_failed = False
+        # A process that just started does not know whether the store was
+        # away: the others get a renewal period to renew before its first sweep.
+        self._next_sweep = start + self._renew_every
+        self._failed = False  # a call failed since the last sweep that worked
+        self._store_ok_at = start  # when the last sweep (or renewal of all) worked
 
     def start(self) -> None:
         """Start both loops once in this process."""
@@ -115,23 +118,26 @@ class Housekeeper:
                 self.app.logger.exception("upkeep failed; retrying")
 
     def store_failed(self) -> None:
-        """Note that a call to the store failed: leases may run out before the next succeeds."""
-        self._store_failed = True
+        """Note that a call to the store failed."""
+        self._failed = True
 
     def tick(self, now: float) -> None:
         """Do the upkeep due at ``now``: a slice of the polls and of the renewals, the sweep."""
-        if self._store_failed:
-            # Every lease may have run out, everyone's: renew all of ours now,
-            # and let the other processes renew theirs before sweeping any.
+        if self._failed and now - self._store_ok_at >= self._renew_every:
+            # Failing for a renewal period or more: leases may run out (they
+            # last three), everyone's. Renew all of ours as soon as the store
+            # answers, and let the other processes renew theirs before
+            # sweeping any. A call failing now and then changes nothing.
             self._renew(self.local_connections())
             self._next_sweep = max(self._next_sweep, now + self._renew_every)
-            self._store_failed = False
+            self._failed, self._store_ok_at = False, now
         self.sequencer.fill_gaps(self._polls.due(now))
         renewing = self._renewals.due(now)
         self._renew([conn for conn in self.local_connections() if renewing(conn[2])])
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY_SECONDS
             self._sweep()
+            self._failed, self._store_ok_at = False, now
 
     def _renew(self, connections: list[tuple[str, str, str]]) -> None:
         for _, _, sid in self.registry.renew_leases(connections):

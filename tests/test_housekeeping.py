@@ -113,26 +113,45 @@ def test_the_upkeep_polls_every_room_and_renews_every_lease_once_in_five_seconds
 CONNECTIONS = [("ABCD", f"m{n}", f"sid-{n}") for n in range(40)]
 
 
-def test_after_a_store_failure_every_lease_is_renewed_at_once_and_nothing_swept_for_a_while():
-    # The store was away longer than a lease: every process's leases ran
-    # out. Each renews all of its own before any sweeps the others' as dead.
+def test_a_process_sweeps_first_one_renewal_period_after_it_started():
     upkept = Upkept(["ABCD"], CONNECTIONS)
-    upkept.ticks(1)
+    upkept.ticks(19)  # up to 4.625 s
+    assert upkept.swept == 0
+    upkept.ticks(1, first=5.125)
+    assert upkept.swept == 1
+
+
+def test_after_a_long_store_failure_every_lease_is_renewed_at_once_and_nothing_swept_for_a_while():
+    # The store was away for longer than a renewal period: leases may have
+    # run out, everyone's. Each process renews all of its own before any
+    # sweeps the others' as dead.
+    upkept = Upkept(["ABCD"], CONNECTIONS)
+    upkept.ticks(1, first=5.125)
     assert upkept.swept == 1
     upkept.renewed.clear()
-    upkept.keeper.store_failed()
-    upkept.ticks(8, first=10.0)  # 10.0 to 11.75: sweeps were due every 2 s
+    upkept.keeper.store_failed()  # and every call until 10.25
+    upkept.ticks(8, first=10.25)  # 10.25 to 12.0: sweeps were due every 2 s
     assert sorted(upkept.renewed[: len(CONNECTIONS)]) == sorted(CONNECTIONS)  # the first tick
     assert upkept.swept == 1  # held for one renewal period (5 s)
-    upkept.ticks(1, first=15.0)
+    upkept.ticks(1, first=15.25)
     assert upkept.swept == 2
+
+
+def test_a_call_failing_now_and_then_changes_nothing():
+    upkept = Upkept(["ABCD"], CONNECTIONS)
+    upkept.ticks(1, first=5.125)
+    upkept.renewed.clear()
+    upkept.keeper.store_failed()
+    upkept.ticks(1, first=7.125)  # the sweep of 7.125 worked
+    assert upkept.swept == 2
+    assert len(upkept.renewed) < len(CONNECTIONS)  # a slice, as usual
 
 
 def test_the_sweep_renews_this_process_s_own_leases_that_ran_out_and_detaches_the_others():
     upkept = Upkept(["ABCD"], CONNECTIONS)
     foreign = ("ABCD", "m99", "sid-elsewhere")
     upkept.dead = [CONNECTIONS[3], foreign]
-    upkept.ticks(1)
+    upkept.ticks(1, first=5.125)
     assert upkept.detached == [foreign]
     assert CONNECTIONS[3] in upkept.renewed
 
