@@ -99,13 +99,9 @@ class Broadcaster:
         """
         if self.sequencer is None:
             self.message(code, notice)
-            self.members(code, names)
+            self._announce_here(code, names, [])
         else:
             self.sequencer.offer(code, notice, names)
-
-    def members(self, code: str, names: Iterable[str]) -> None:
-        """Send the room's member list to this process's sockets in it."""
-        self.here("members", {"members": list(names)}, code)
 
     def here(self, event: str, data: object, code: str, skip: list[str] | None = None) -> None:
         """Send an event to this process's sockets of a room, but those in ``skip``."""

@@ -213,29 +213,43 @@ def test_member_of_a_stopped_process_who_never_returns_leaves(servers, live_peop
     assert leave is not None
 
 
+def leased_servers(redis_proc, tmp_path, lease: float) -> list[LiveServer]:
+    """Two app processes on one Redis whose connection leases last ``lease`` s."""
+    settings = {**FAST, "STORE": redis_proc.url, "CONNECTION_LEASE_SECONDS": lease}
+    return [LiveServer(settings, tmp_path / f"app{i}").start() for i in range(2)]
+
+
 @pytest.fixture
 def short_leases(redis_proc, tmp_path):
     """Two app processes on one Redis whose connection leases last 2 s."""
-    settings = {**FAST, "STORE": redis_proc.url, "CONNECTION_LEASE_SECONDS": 2}
-    started = [LiveServer(settings, tmp_path / f"app{i}").start() for i in range(2)]
+    started = leased_servers(redis_proc, tmp_path, 2)
+    yield started
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def slow_renewals(redis_proc, tmp_path):
+    """Two app processes renewing every 3 s: slower than the 2 s sweep, as by default."""
+    started = leased_servers(redis_proc, tmp_path, 9)
     yield started
     for server in started:
         server.close()
 
 
 def test_a_redis_outage_longer_than_a_lease_ends_no_membership(
-    short_leases, live_people, redis_proc
+    slow_renewals, live_people, redis_proc
 ):
     # Every lease runs out while Redis is away, the live ones too: once it
     # is back, nobody is swept as dead, and nobody sees anyone leave.
-    code, ada, bob, a, b = ada_and_bob(short_leases, live_people)
+    code, ada, bob, a, b = ada_and_bob(slow_renewals, live_people)
     a.wait_for_line(lambda m: m["kind"] == "join" and m["name"] == "bob")
     redis_proc.stop()
-    time.sleep(3)  # longer than a lease
+    time.sleep(10)  # longer than a lease
     redis_proc.start()
-    for server in short_leases:
+    for server in slow_renewals:
         assert wait_for(lambda server=server: server.health() == 200, timeout=10)
-    time.sleep(4)  # two sweeps of each process, past the grace
+    time.sleep(5)  # sweeps of each process, past the hold and the grace
     ack = a.send_line("after the outage")
     assert ack["ok"], ack
     assert b.wait_for_line(lambda m: m["text"] == "after the outage")
