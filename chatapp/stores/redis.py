@@ -360,7 +360,8 @@ class RedisStore:
         when the connection to Redis is lost (what was published meanwhile is
         lost too: the caller fills the gap from ``messages``).
         """
-        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        # Typed from redis-py 8.2 on, untyped before.
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
         try:
             pubsub.subscribe(self.channel)
             while True:
