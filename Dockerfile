@@ -33,15 +33,16 @@ tgz = tarfile.open(fileobj=io.BytesIO(data)); \
 open('socket.io.min.js', 'wb').write(tgz.extractfile('package/dist/socket.io.min.js').read()); \
 print(url, entry['integrity'][:20] + '... ok')" "$NPM_REGISTRY"
 
-# Dependencies first, from pyproject.toml alone, so that code changes reuse
-# this layer; gunicorn comes from the project's `production` extra. Nothing
-# needs pip or setuptools at run time: they stay out of the final venv.
-COPY pyproject.toml ./
+# Dependencies first, from pyproject.toml alone, at the versions the tests
+# passed with (constraints.txt), so that code changes reuse this layer;
+# gunicorn comes from the project's `production` extra. Nothing needs pip or
+# setuptools at run time: they stay out of the final venv.
+COPY pyproject.toml constraints.txt ./
 RUN python3 -m venv /opt/venv \
  && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['production']))" \
     > requirements.txt \
- && /opt/venv/bin/pip install --quiet -r requirements.txt \
+ && /opt/venv/bin/pip install --quiet -c constraints.txt -r requirements.txt \
  && /opt/venv/bin/pip uninstall --quiet -y setuptools pip
 
 # --- the image that runs ---
