@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -40,6 +41,11 @@ INVALID_PER_SECOND = 1.0
 CLIENT_EVENTS = frozenset({"send", "typing"})
 RESERVED_EVENTS = frozenset({"connect", "disconnect"})
 GRACE_RETRIES = 30  # a membership ends once the store is back, within ~8 minutes
+# Memberships ended at once: a mass departure (a process that died with 2,000
+# connections, a network cut) wakes a grace timer for each, and with all of
+# them running together every live line waited behind their store calls and
+# notices (300 ms stalls each sweep, benchmarks/README.md).
+ENDINGS_AT_ONCE = 4
 
 
 def refuse(reason: str, code: str | None = None) -> NoReturn:
@@ -76,6 +82,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
         self._housekeeper: Housekeeper | None = None
         self.closing = False
         self._invalid: dict[str, tuple[float, float]] = {}  # sid -> (tokens, when)
+        self._endings = threading.BoundedSemaphore(ENDINGS_AT_ONCE)
         metrics.track_presence(
             connections=lambda: len(self._connections),
             rooms=lambda: len({code for code, _ in self._sids}),
@@ -279,7 +286,7 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
     ) -> None:
         socketio.sleep(app.config["LEAVE_GRACE_SECONDS"] if grace is None else grace)
         for attempt in range(GRACE_RETRIES):
-            with app.app_context(), self.broadcaster.lock(code):
+            with self._endings, app.app_context(), self.broadcaster.lock(code):
                 try:
                     ended = get_registry().end_if_gone(code, member_id, token)
                 except StoreUnavailable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from socket_events import received
 
 from chatapp.rooms import StoreUnavailable
 from chatapp.sockets import CHAT_NAMESPACE
+from chatapp.sockets import ENDINGS_AT_ONCE
 from chatapp.sockets import INVALID_BURST
 
 
@@ -322,6 +324,53 @@ def test_grace_then_leave_notice_once_and_renewal(room):
     assert events(back, "joined")[0]["members"] == ["ada", "bob"]
     got = received(a)
     assert got[0][1]["kind"] == "join" and got[1] == ("members", {"members": ["ada", "bob"]})
+
+
+@pytest.mark.settings(CREATES_PER_MINUTE=100)
+def test_a_mass_departure_ends_memberships_a_few_at_a_time(app, people, registry, monkeypatch):
+    # Twelve rooms, each with one member who stays and one who goes. The
+    # twelve graces run out together, as when a process dies or a network
+    # cut drops everyone at once; ending them all at the same time held up
+    # every live line behind their store calls and notices.
+    pairs = []
+    for n in range(12):
+        stays, goes = people(), people()
+        code = stays.create_room(f"stays{n}")
+        goes.join(code, f"goes{n}")
+        pairs.append((code, stays.socket(room=code), goes.socket(room=code)))
+    running, most = 0, 0
+    lock = threading.Lock()
+    end_if_gone = registry.end_if_gone
+
+    def counted(*args):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)  # a store call's round trip, long enough to overlap
+            return end_if_gone(*args)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(registry, "end_if_gone", counted)
+    for _, stays, goes in pairs:
+        stays.get_received(CHAT_NAMESPACE)
+        goes.disconnect(CHAT_NAMESPACE)
+    seen = {code: [] for code, _, _ in pairs}
+
+    def all_told():
+        for code, stays, _ in pairs:
+            seen[code].extend(received(stays))
+        return all(len(got) >= 2 for got in seen.values())
+
+    assert wait_until(all_told, timeout=5)
+    for n, (code, _, _) in enumerate(pairs):
+        notice, members = seen[code][:2]
+        assert notice[1]["kind"] == "leave" and notice[1]["name"] == f"goes{n}"
+        assert members == ("members", {"members": [f"stays{n}"]})
+    assert 1 <= most <= ENDINGS_AT_ONCE
 
 
 def test_history_replay_with_last_id(room):
