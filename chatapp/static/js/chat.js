@@ -990,6 +990,10 @@
       return;
     }
     setStatus("reconnecting");
-    if (!socket.active) socket.connect();
+    // Connect now, not when the reconnection backoff fires next (up to 5 s
+    // away after attempts failed offline): a drop shorter than the leave
+    // grace then tells the room nothing.
+    clearTimeout(reconnectTimer);
+    socket.disconnect().connect();
   });
 })();
