@@ -34,6 +34,30 @@ class Config:
     JOIN_FAILURES_PER_MINUTE = 20
     CREATES_PER_MINUTE = 10
 
+    # Limits that keep a public instance up (PROTOCOL.md, version 2). A
+    # classroom behind one NAT (30 people, two tabs each, joining within a
+    # minute) never meets them; a script from one address meets them at once.
+    # Engine.IO sessions (WebSocket or long-polling) open at once per client
+    # address, in this process: 60 tabs, and room for reloads and phones
+    # whose dropped sessions have not timed out yet.
+    CONNECTIONS_PER_ADDRESS = 100
+    # New sessions per client address a minute, in bursts of as many: a
+    # handshake costs 0.7 ms, and one address opening sessions in a loop held
+    # a core. 60 tabs twice over (a WebSocket tried, then long-polling), and
+    # the next minute's reloads.
+    HANDSHAKES_PER_MINUTE = 180
+    # A session must connect to /chat within this (the page does at once).
+    CONNECT_TIMEOUT_SECONDS = 10
+    # An HTTP request's line and headers must all arrive within this.
+    HEADER_TIMEOUT_SECONDS = 10
+    # Every packet a connection sends spends its budget: packets a second
+    # and burst (the page sends at most a few a second, one line at a time),
+    # and bytes a second (bursts of 4 * MAX_FRAME_BYTES). Past it the
+    # connection is closed; the member stays within the leave grace.
+    INPUT_RATE = 20
+    INPUT_BURST = 60
+    INPUT_BYTES_PER_SECOND = 65536
+
     # With the Redis store: how long a connection outlives the process that
     # stopped renewing it (a crash); the ghost-member bound is this plus
     # about 2 s of sweep and LEAVE_GRACE_SECONDS.

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.typing import ResponseReturnValue
 
+    from chatapp.guard import EngineGuard
+    from chatapp.refusals import RefusalLog
     from chatapp.rooms import RoomRegistry
 
 SECRET_KEY_FILE = "secret_key"
@@ -56,6 +58,7 @@ def create_app(
         app.config["SECRET_KEY"] = _instance_secret_key(app)
 
     app.session_interface = ChatSessionInterface()
+    app.extensions["refusal_log"] = _make_refusal_log()
     register_request_limits(app)  # before CSRFProtect's check, which reads the form
     csrf.init_app(app)
     app.extensions["room_registry"] = _make_registry(app)
@@ -105,6 +108,47 @@ def _instance_secret_key(app: Flask) -> str:
     return key
 
 
+def _make_refusal_log() -> RefusalLog:
+    from chatapp.extensions import socketio
+    from chatapp.logs import write_event
+    from chatapp.refusals import RefusalLog
+
+    # Looked up when a refusal comes: socketio's server is this app's by then.
+    return RefusalLog(
+        write_event,
+        lambda task: socketio.start_background_task(task),
+        lambda seconds: socketio.sleep(seconds),
+    )
+
+
+def _make_guard(app: Flask, namespace: str) -> EngineGuard:
+    from chatapp.addresses import client_address_finder
+    from chatapp.budget import InputPolicy
+    from chatapp.guard import EngineGuard
+    from chatapp.guard import GuardSettings
+
+    cfg = app.config
+    settings = GuardSettings(
+        connections_per_address=cfg["CONNECTIONS_PER_ADDRESS"],
+        handshakes_per_minute=cfg["HANDSHAKES_PER_MINUTE"],
+        connect_timeout=cfg["CONNECT_TIMEOUT_SECONDS"],
+        max_frame_bytes=cfg["MAX_FRAME_BYTES"],
+        input=InputPolicy(
+            packets_per_second=cfg["INPUT_RATE"],
+            packet_burst=cfg["INPUT_BURST"],
+            bytes_per_second=cfg["INPUT_BYTES_PER_SECOND"],
+            byte_burst=4 * cfg["MAX_FRAME_BYTES"],
+        ),
+    )
+    return EngineGuard(
+        app.wsgi_app,
+        settings,
+        namespace,
+        client_address_finder(cfg["TRUSTED_PROXIES"]),
+        app.extensions["refusal_log"].refuse,
+    )
+
+
 def _register_socketio(app: Flask) -> None:
     from chatapp.broadcast import Broadcaster
     from chatapp.delivery import RedisFastEmitManager
@@ -114,7 +158,6 @@ def _register_socketio(app: Flask) -> None:
     from chatapp.metrics import Metrics
     from chatapp.metrics import register_metrics
     from chatapp.packets import SafePacket
-    from chatapp.polling import PollingBodyLimit
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
     from chatapp.transport import WebSocketSessions
@@ -145,16 +188,21 @@ def _register_socketio(app: Flask) -> None:
         # Packets no client library writes become an ignored event, not a traceback.
         serializer=SafePacket,
         client_manager=manager,
+        # Only /chat exists: a CONNECT to any other namespace gets CONNECT_ERROR.
+        namespaces=[CHAT_NAMESPACE],
     )
-    app.wsgi_app = PollingBodyLimit(  # type: ignore[method-assign]
-        app.wsgi_app, socketio.server.eio, cfg["MAX_FRAME_BYTES"], "/socket.io"
-    )
+    # Every session's input, address and time limits (chatapp.guard).
+    guard = _make_guard(app, CHAT_NAMESPACE)
+    guard.install(socketio.server)
+    app.extensions["engine_guard"] = guard
+    app.wsgi_app = guard  # type: ignore[method-assign]
     # New WebSocket sessions are served by the event loop, one small object each.
     sessions = WebSocketSessions(
         app.wsgi_app,
         socketio.server,
         app,
         cfg["MAX_FRAME_BYTES"],
+        guard,
         # A shared store's round trip is what a send waits for: a connection's
         # next sends may go meanwhile and share it.
         overlap=sequencer is not None,
@@ -165,7 +213,7 @@ def _register_socketio(app: Flask) -> None:
     app.extensions["chat_broadcaster"] = broadcaster
     metrics = Metrics()
     register_metrics(app, metrics)
-    namespace = ChatNamespace(CHAT_NAMESPACE, broadcaster, metrics)
+    namespace = ChatNamespace(CHAT_NAMESPACE, broadcaster, metrics, guard)
     app.extensions["chat_namespace"] = namespace
     socketio.on_namespace(namespace)
 

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from collections.abc import Iterable
+from typing import Any
+from typing import TYPE_CHECKING
+
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 def address_key(remote_addr: str | None) -> str:
@@ -23,6 +32,29 @@ def address_key(remote_addr: str | None) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def client_address_finder(trusted_proxies: int) -> Callable[[dict[str, Any]], str]:
+    """Return a function giving the address key of a request's WSGI environ.
+
+    It answers the same for an environ before ProxyFix (the WSGI server's,
+    as the WebSocket handler sees it before the app) and after it: with
+    ``trusted_proxies``, the address comes from ``X-Forwarded-For`` as
+    Werkzeug's ProxyFix reads it, which gives the same answer twice.
+    """
+    if not trusted_proxies:
+        return lambda environ: address_key(environ.get("REMOTE_ADDR"))
+    fix = ProxyFix(_answer_remote_addr, x_for=trusted_proxies)
+    return lambda environ: address_key(b"".join(fix(dict(environ), _unused)).decode())
+
+
+def _answer_remote_addr(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """A WSGI app whose answer is the client address it was given."""
+    return [environ.get("REMOTE_ADDR", "").encode()]
+
+
+def _unused(*args: Any) -> Any:
+    raise AssertionError("no response is started")
 
 
 def origin_allowed(origin: str | None, own_origin: str, allowed: Iterable[str]) -> bool:

@@ -9,6 +9,7 @@ import gevent
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
+from chatapp.descriptors import raise_open_file_limit
 from chatapp.gcpolicy import schedule_full_collections
 from chatapp.logs import skip_record_details
 from chatapp.websocket import ChatWebSocketHandler
@@ -69,6 +70,7 @@ def serve(app: Flask, host: str, port: int) -> None:
     # only debugging tools read.
     gevent.config.track_greenlet_tree = False
     skip_record_details()
+    limit = raise_open_file_limit()
     server = make_server(app, host, port)
     schedule_full_collections(app.config["GC_FULL_INTERVAL"])
 
@@ -80,5 +82,5 @@ def serve(app: Flask, host: str, port: int) -> None:
 
     gevent.signal_handler(signal.SIGTERM, stop)
     gevent.signal_handler(signal.SIGINT, stop)
-    app.logger.info("serving on http://%s:%d", host, server.server_port)
+    app.logger.info("serving on http://%s:%d (open files: %d)", host, server.server_port, limit)
     server.serve_forever()

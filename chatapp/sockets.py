@@ -22,8 +22,10 @@ from chatapp.addresses import origin_allowed
 from chatapp.broadcast import Broadcaster
 from chatapp.extensions import get_registry
 from chatapp.extensions import socketio
+from chatapp.guard import EngineGuard
 from chatapp.housekeeping import Housekeeper
 from chatapp.logs import log_event
+from chatapp.logs import log_refusal
 from chatapp.metrics import Metrics
 from chatapp.names import normalize_code
 from chatapp.rooms import NotJoined
@@ -34,10 +36,6 @@ from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import GONE
 
 CHAT_NAMESPACE = packets.CHAT_NAMESPACE
-# A connection may send this much invalid input (bursts, then per second):
-# enough for any client's mistakes and a test's fuzzing, not for a flood.
-INVALID_BURST = 200
-INVALID_PER_SECOND = 1.0
 CLIENT_EVENTS = frozenset({"send", "typing"})
 RESERVED_EVENTS = frozenset({"connect", "disconnect"})
 GRACE_RETRIES = 30  # a membership ends once the store is back, within ~8 minutes
@@ -50,7 +48,7 @@ ENDINGS_AT_ONCE = 4
 
 def refuse(reason: str, code: str | None = None) -> NoReturn:
     """Log and refuse a connection with the protocol's reason."""
-    log_event("connect_refused", reason=reason, room=code)
+    log_refusal("connect_refused", reason, request.remote_addr, room=code)
     raise ConnectionRefusedError(reason)
 
 
@@ -73,15 +71,17 @@ def current_addr() -> str | None:
 class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyped
     """Connect members to their rooms and relay their lines."""
 
-    def __init__(self, namespace: str, broadcaster: Broadcaster, metrics: Metrics) -> None:
+    def __init__(
+        self, namespace: str, broadcaster: Broadcaster, metrics: Metrics, guard: EngineGuard
+    ) -> None:
         super().__init__(namespace)
         self.broadcaster = broadcaster
         self.metrics = metrics
+        self.guard = guard  # counts invalid input against the connection's budget
         self._connections: dict[str, tuple[str, str]] = {}  # sid -> (code, member id)
         self._sids: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
         self._housekeeper: Housekeeper | None = None
         self.closing = False
-        self._invalid: dict[str, tuple[float, float]] = {}  # sid -> (tokens, when)
         self._endings = threading.BoundedSemaphore(ENDINGS_AT_ONCE)
         metrics.track_presence(
             connections=lambda: len(self._connections),
@@ -174,7 +174,6 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
 
     def _forget(self, sid: str) -> None:
         """Drop a connection of this process; end its membership after the grace."""
-        self._invalid.pop(sid, None)
         code, member_id = self._connections.pop(sid, (None, None))
         if code is None or member_id is None:
             return
@@ -211,31 +210,17 @@ class ChatNamespace(Namespace):  # type: ignore[misc]  # Flask-SocketIO is untyp
     def _refused(
         self, error: str, code: str | None, ack: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        log_event("send_refused", addr=current_addr(), room=code, reason=error)
+        log_refusal("send_refused", error, current_addr(), room=code)
         self.metrics.rejected.labels(error).inc()
         if error == "invalid":
             self._spend_invalid(current_sid())
         return ack or {"ok": False, "error": error}
 
     def _spend_invalid(self, sid: str) -> None:
-        """Count invalid input; close a connection that spends its budget.
-
-        A person's client never sends invalid input; a few mistakes cost
-        nothing, but a script that keeps sending them is cut off (it may
-        reconnect, and its member is unaffected).
-        """
-        now = time.monotonic()
-        tokens, at = self._invalid.get(sid, (INVALID_BURST, now))
-        tokens = min(INVALID_BURST, tokens + (now - at) * INVALID_PER_SECOND) - 1
-        if tokens >= 0:
-            self._invalid[sid] = (tokens, now)
-            return
-        self._invalid.pop(sid, None)
-        environ = self.server.get_environ(sid, namespace=self.namespace) or {}
-        log_event("closed_for_invalid_input", addr=environ.get("REMOTE_ADDR"))
+        """Count invalid input against the connection's budget (chatapp.guard)."""
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
         if eio_sid is not None:
-            socketio.start_background_task(self.server.eio.disconnect, eio_sid)
+            self.guard.spend_invalid(eio_sid)
 
     def on_typing(self, *args: Any) -> None:
         """Relay that a member is typing, at most once per interval."""

@@ -9,7 +9,11 @@ the handshake (``ChatWebSocketHandler.detach``), and then:
 
 - the event loop reads it: an io watcher calls ``Connection.on_readable``,
   which parses whole frames (refusing one over MAX_FRAME_BYTES before its
-  payload is waited for) and hands each message to the session;
+  payload is waited for) and hands each message to the session. Every read
+  and every frame spend the connection's input budget (chatapp.budget),
+  and the reader is linear in the bytes it reads: a frame that arrives a
+  byte at a time is appended to, never copied per byte. A fragmented
+  message must be complete within FRAGMENT_TIMEOUT_SECONDS;
 - the session handles its messages in a greenlet that exists only while
   there are some, one at a time and in order (python-socketio's handlers may
   block on the store); past INBOX_LIMIT waiting messages, reading pauses;
@@ -50,6 +54,9 @@ from engineio import socket as eio_socket
 from engineio.base_server import BaseServer
 from gevent.pool import Pool
 
+from chatapp.budget import InputBudget
+from chatapp.descriptors import DESCRIPTORS
+from chatapp.guard import EngineGuard
 from chatapp.websocket import BoundedWebSocket
 from chatapp.websocket import encode_frame
 from chatapp.websocket import FrameWriter
@@ -66,9 +73,15 @@ MAX_OVERLAPPING = 16
 EVENT_MESSAGE = "42"
 # How long a closing connection waits for the peer to close its side too.
 CLOSE_TIMEOUT_SECONDS = 2.0
+# A message sent in fragments must be whole within this (PROTOCOL.md).
+FRAGMENT_TIMEOUT_SECONDS = 10.0
+# Every read costs at least this many bytes of the input budget: a client
+# that sends a byte per TCP segment makes the server wake up once per byte.
+READ_COST_FLOOR = 256
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
+CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA = 1000, 1002, 1007
+CLOSE_POLICY_VIOLATION, CLOSE_TOO_BIG = 1008, 1009
 UNSENDABLE_CODES = frozenset({1004, 1005, 1006, 1015})  # RFC 6455 7.4.1: never on the wire
 
 # One read buffer for every connection: the loop runs one callback at a time.
@@ -100,11 +113,13 @@ class WebSocketSessions:
         socketio_server: Any,
         flask_app: Any,
         max_message_bytes: int,
+        guard: EngineGuard,
         path: str = "socket.io",
         overlap: bool = False,
     ) -> None:
         self.app = app
         self.socketio_server = socketio_server
+        self.guard = guard
         self.flask_app = flask_app
         self.max_message_bytes = max_message_bytes
         self.overlap = overlap  # events may overlap (their handlers wait on the store)
@@ -160,10 +175,13 @@ class WebSocketSessions:
             )
         )
         accepted = eio._trigger_event("connect", sid, self._kept_environ(environ), run_async=False)
-        if accepted is not None and accepted is not True:  # python-socketio accepts every one
-            eio.sockets.pop(sid, None)
+        budget = self.guard.budget(sid)
+        if budget is None or (accepted is not None and accepted is not True):
+            eio.sockets.pop(sid, None)  # python-socketio accepts every one; the guard knows it
             connection.close()
             return
+        connection.budget = budget
+        connection.on_overspent = self.guard.overspent
         session.start_pinging()
         connection.start(session, unread)
 
@@ -193,10 +211,14 @@ class Connection(FrameWriter):
     __slots__ = (
         "session",
         "max_message_bytes",
+        "budget",
+        "on_overspent",
         "_registry",
         "_reader",
         "_timer",
+        "_fragment_timer",
         "_buffer",
+        "_needed",
         "_fragments",
         "_fragments_bytes",
         "_fragments_opcode",
@@ -209,11 +231,15 @@ class Connection(FrameWriter):
         super().__init__(sock)
         self.session: EngineSocket | None = None
         self.max_message_bytes = max_message_bytes
+        self.budget: InputBudget | None = None  # set before reading starts
+        self.on_overspent: Callable[[InputBudget], None] | None = None
         self._registry = registry
         registry.add(self)
         self._reader = gevent.get_hub().loop.io(sock.fileno(), READ, ref=False)
         self._timer: Any = None
-        self._buffer = b""
+        self._fragment_timer: Any = None  # runs while a fragmented message is open
+        self._buffer = bytearray()  # the start of a frame not yet whole
+        self._needed = 0  # the bytes _buffer must hold before parsing can go on
         self._fragments: list[bytes] | None = None  # a message in several frames
         self._fragments_bytes = 0
         self._fragments_opcode = TEXT
@@ -242,8 +268,8 @@ class Connection(FrameWriter):
             self._reader.stop()
 
     def resume(self) -> None:
-        """Read again after ``pause``."""
-        if self.paused and not self.released:
+        """Read again after ``pause`` (not once closing)."""
+        if self.paused and not self.closing:
             self.paused = False
             self._reader.start(self.on_readable)
 
@@ -263,30 +289,50 @@ class Connection(FrameWriter):
             self._received(bytes(_READ_VIEW[:count]))
 
     def _received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
         try:
-            consumed = self._parse(buffer)
+            self._spend(max(len(data), READ_COST_FLOOR), 0)
+            if self._buffer:
+                self._buffer += data  # amortized: a byte at a time stays linear
+                if len(self._buffer) < self._needed:
+                    return
+                data = bytes(self._buffer)
+                self._buffer = bytearray()
+            consumed, self._needed = self._parse(data)
         except _ProtocolError as error:
             self.protocol_error(error.code)
             return
-        self._buffer = buffer[consumed:] if consumed < len(buffer) else b""
+        if consumed < len(data) and not self.closing:
+            self._buffer = bytearray(data[consumed:])
 
-    def _parse(self, buffer: bytes) -> int:
-        """Handle every whole frame at the start of ``buffer``; return the bytes used."""
+    def _spend(self, size: int, packets: int) -> None:
+        budget = self.budget
+        if budget is not None and not budget.spend(size, packets):
+            if self.on_overspent is not None:
+                self.on_overspent(budget)
+            raise _ProtocolError(CLOSE_POLICY_VIOLATION)
+
+    def _parse(self, buffer: bytes) -> tuple[int, int]:
+        """Handle every whole frame at the start of ``buffer``.
+
+        Return the bytes used, and how many of the rest must have arrived
+        before the next frame can be parsed.
+        """
         end = len(buffer)
         at = 0
-        while end - at >= 2 and not self.closing:
+        while not self.closing:
+            if end - at < 2:
+                return at, 2
             first, second = buffer[at], buffer[at + 1]
             length = second & 0x7F
             head = 2
             if length == 126:
                 if end - at < 4:
-                    break
+                    return at, 4
                 length = int.from_bytes(buffer[at + 2 : at + 4], "big")
                 head = 4
             elif length == 127:
                 if end - at < 10:
-                    break
+                    return at, 10
                 length = int.from_bytes(buffer[at + 2 : at + 10], "big")
                 head = 10
             opcode = first & 0x0F
@@ -303,13 +349,14 @@ class Connection(FrameWriter):
             masked = second & 0x80
             start = at + head + (4 if masked else 0)
             if end - start < length:
-                break
+                return at, start - at + length
+            self._spend(0, 1)
             payload = buffer[start : start + length]
             if masked and length:
                 payload = unmask(payload, buffer[start - 4 : start])
             at = start + length
             self._frame(opcode, fin, payload)
-        return at
+        return at, 0
 
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode in (TEXT, BINARY):
@@ -321,13 +368,19 @@ class Connection(FrameWriter):
                 self._fragments = [payload]
                 self._fragments_bytes = len(payload)
                 self._fragments_opcode = opcode
+                self._fragment_timer = gevent.get_hub().loop.timer(
+                    FRAGMENT_TIMEOUT_SECONDS, ref=False
+                )
+                self._fragment_timer.start(self._fragments_late)
         elif opcode == CONTINUATION:
             if self._fragments is None:
                 raise _ProtocolError(CLOSE_PROTOCOL_ERROR)
-            self._fragments.append(payload)
-            self._fragments_bytes += len(payload)
+            if payload:
+                self._fragments.append(payload)
+                self._fragments_bytes += len(payload)
             if fin:
-                parts, self._fragments, self._fragments_bytes = self._fragments, None, 0
+                parts = self._fragments
+                self._drop_fragments()
                 self._message(self._fragments_opcode, b"".join(parts))
         elif opcode == CLOSE:
             self._peer_closed(payload)
@@ -335,6 +388,18 @@ class Connection(FrameWriter):
             self.write_frame(encode_frame(payload, PONG))
         elif opcode != PONG:
             raise _ProtocolError(CLOSE_PROTOCOL_ERROR)
+
+    def _drop_fragments(self) -> None:
+        self._fragments = None
+        self._fragments_bytes = 0
+        if self._fragment_timer is not None:
+            self._fragment_timer.stop()
+            self._fragment_timer = None
+
+    def _fragments_late(self) -> None:
+        """A fragmented message was not whole in time: close."""
+        if self._fragments is not None:
+            self.protocol_error(CLOSE_POLICY_VIOLATION)
 
     def _message(self, opcode: int, payload: bytes) -> None:
         assert self.session is not None
@@ -368,22 +433,35 @@ class Connection(FrameWriter):
     # -- ending ----------------------------------------------------------------
 
     def protocol_error(self, code: int) -> None:
-        """Close for a protocol error with ``code``; the session ends."""
-        self.close(code)
+        """Fail the connection (RFC 6455 7.1.7) with ``code``; the session ends.
+
+        Nothing more is read: a peer that broke the protocol or spent its
+        budget may be flooding, and reading only to drop cost a core's time
+        until the close timeout. The kernel stops it by flow control.
+        """
+        self._closing_frame(code)
+        self._reader.stop()
         self._lost(TRANSPORT_ERROR)
 
     def close(self, code: int | None = CLOSE_NORMAL) -> None:
         """Send a close frame, then end once the peer closes too (or after a timeout)."""
+        if self._closing_frame(code):
+            # Read on, to see the peer's end (and drop what it still sends).
+            self.paused = False
+            self._reader.start(self.on_readable)
+
+    def _closing_frame(self, code: int | None) -> bool:
+        """Write our close frame and shut our side after it; False if already closing."""
         if self.closing or self.released:
-            return
+            return False
         self.closing = True
-        self._buffer = b""
-        self._fragments = None
+        self._buffer = bytearray()
+        self._drop_fragments()
         reason = b"" if code is None else code.to_bytes(2, "big")
         self.write_frame(encode_frame(reason, CLOSE))
         self.when_flushed(self._shut_write)
         self.set_timer(CLOSE_TIMEOUT_SECONDS, self.release)
-        self.resume()  # read on, to see the peer's end (and drop what it still sends)
+        return True
 
     def release(self) -> None:
         """Stop watching and close the descriptor."""
@@ -394,6 +472,7 @@ class Connection(FrameWriter):
         self._reader.stop()
         if self._timer is not None:
             self._timer.stop()
+        self._drop_fragments()
         self.fail()  # nothing more goes out
         try:
             self.sock.close()
@@ -401,6 +480,7 @@ class Connection(FrameWriter):
             pass
         self._registry.discard(self)
         self.session = None
+        DESCRIPTORS.open -= 1  # counted since chatapp.websocket accepted it
 
     def _shut_write(self) -> None:
         try:

@@ -36,6 +36,7 @@ overtake each other.
 from __future__ import annotations
 
 import _socket
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -48,7 +49,17 @@ from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header
 from geventwebsocket.websocket import WebSocket
 
+from chatapp.descriptors import DESCRIPTORS
+from chatapp.guard import plain_response
+from chatapp.guard import RETRY_SOON
+
 DEFAULT_MAX_FRAME_BYTES = 65536
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+# Once the process is short of descriptors, a connection has this long to
+# send its request line and headers (only /healthz is served then).
+SHORT_HEADER_TIMEOUT_SECONDS = 1.0
+FRAGMENT_TIMEOUT_SECONDS = 10.0  # a fragmented message must be whole within this
+HEALTH_PATH = "/healthz"
 # A client that stops reading gets its connection closed once this much
 # waits for it (a reconnect with last_id catches up), instead of the server
 # buffering for it without bound.
@@ -233,14 +244,21 @@ class FrameWriter:
 
 
 class BoundedWebSocket(WebSocket):  # type: ignore[misc]
-    """A WebSocket that refuses large messages and writes frames without blocking."""
+    """A WebSocket that refuses large messages and writes frames without blocking.
 
-    __slots__ = ("max_message_bytes", "_message_bytes", "writer")
+    It reads within its session's input budget (``budget``, which
+    chatapp.guard gives it for a long-polling session that upgrades), and a
+    message in fragments must be whole within FRAGMENT_TIMEOUT_SECONDS.
+    """
+
+    __slots__ = ("max_message_bytes", "_message_bytes", "writer", "budget", "_fragments_due")
 
     def __init__(self, environ: Any, stream: Any, handler: Any, max_message_bytes: int) -> None:
         super().__init__(environ, stream, handler)
         self.max_message_bytes = max_message_bytes
         self._message_bytes = 0
+        self.budget: Any = None  # an InputBudget, set before the first read
+        self._fragments_due: gevent.Timeout | None = None
         # gevent's socket wraps a non-blocking stdlib socket (``_sock``);
         # its own send is a C call with no timer and no getsockopt.
         self.writer = FrameWriter(handler.socket._sock)
@@ -257,8 +275,21 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         header = Header.decode_header(self.stream)
         if header.flags:
             raise ProtocolError
+        if self.budget is not None and not self.budget.spend(header.length + 2):
+            raise ProtocolError("input budget spent")
         if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY):
             self._message_bytes = 0
+            if not header.fin and self._fragments_due is None:
+                # Raised in this (the reading) greenlet, wherever it waits.
+                self._fragments_due = gevent.Timeout.start_new(
+                    FRAGMENT_TIMEOUT_SECONDS, ProtocolError("fragmented message not completed")
+                )
+        if header.fin and header.opcode in (
+            self.OPCODE_TEXT,
+            self.OPCODE_BINARY,
+            self.OPCODE_CONTINUATION,
+        ):
+            self._cancel_fragments_due()
         self._message_bytes += header.length
         if self._message_bytes > self.max_message_bytes:
             raise ProtocolError(f"message over {self.max_message_bytes} bytes")
@@ -282,6 +313,11 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         if isinstance(message, str) and not is_engineio_text(message):
             raise ProtocolError("not an Engine.IO packet")
         return message
+
+    def _cancel_fragments_due(self) -> None:
+        if self._fragments_due is not None:
+            self._fragments_due.close()
+            self._fragments_due = None
 
     def validate_utf8(self, payload: bytes) -> None:
         """Skip gevent-websocket's byte-by-byte Python validator.
@@ -319,6 +355,12 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         ends the request nor when it is collected.
         """
         self.closed = True  # type: ignore[misc]  # a slot of gevent-websocket's WebSocket
+        self._cancel_fragments_due()
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        """Close as gevent-websocket does; a fragment deadline dies with the socket."""
+        self._cancel_fragments_due()
+        super().close(*args, **kwargs)
 
 
 def is_engineio_text(message: str) -> bool:
@@ -326,24 +368,129 @@ def is_engineio_text(message: str) -> bool:
     return bool(message) and message[0] in "0123456"
 
 
+class _HeadersLate(BaseException):
+    """The request line and headers did not arrive in time (a BaseException:
+    pywsgi's handlers catch Exception and would answer 400 and log it)."""
+
+
+# gevent-websocket logs a warning for each malformed upgrade request, which
+# a client can send in a loop; each is answered 4xx, which says it all. (A
+# Logger made directly is in no hierarchy: it configures nothing.)
+_QUIET = logging.Logger("chatapp.websocket.client_errors", logging.CRITICAL)
+
+
 class ChatWebSocketHandler(WebSocketHandler):  # type: ignore[misc]
-    """gevent-websocket's handler with bounded messages and no access log."""
+    """gevent-websocket's handler, holding each connection to the server's limits.
+
+    - Bounded messages (BoundedWebSocket) and no access log.
+    - The request line and headers must arrive within HEADER_TIMEOUT_SECONDS
+      (slowloris), a second once the process is short of descriptors.
+    - Each connection is counted in chatapp.descriptors until it ends (or
+      until chatapp.transport takes it over); when descriptors run short,
+      every request but ``/healthz`` gets a 503 at once.
+    - A WebSocket handshake past its address's cap (chatapp.guard) gets a
+      429 before the upgrade, which a WSGI app would see only after it.
+    - pywsgi's one line per malformed request goes to the refusal log, at a
+      bounded rate.
+    """
 
     socket: Any  # pywsgi's connection; None once detached
+    _holds_descriptor = False
+    _headers_due: gevent.Timeout | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Return a logger that drops gevent-websocket's notes on malformed upgrades."""
+        return _QUIET
+
+    def handle(self) -> None:
+        """Serve the connection's requests, counting its descriptor meanwhile."""
+        DESCRIPTORS.open += 1
+        self._holds_descriptor = True
+        try:
+            super().handle()
+        finally:
+            if self._holds_descriptor:
+                DESCRIPTORS.open -= 1
+
+    def handle_one_request(self) -> Any:
+        """Handle a request whose line and headers arrive in time; drop it otherwise."""
+        if DESCRIPTORS.short:
+            seconds = SHORT_HEADER_TIMEOUT_SECONDS
+        else:
+            seconds = self._setting("HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS)
+        self._headers_due = gevent.Timeout.start_new(seconds, _HeadersLate)
+        try:
+            return super().handle_one_request()
+        except _HeadersLate:
+            return None  # pywsgi closes the connection
+        finally:
+            self._headers_due.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        """Read the headers; from then on the request may take its time."""
+        result = super().read_request(raw_requestline)
+        if self._headers_due is not None:
+            self._headers_due.close()
+        return result
+
+    def run_application(self) -> Any:
+        """Answer 503 when descriptors run short (but for /healthz); else run the app."""
+        if DESCRIPTORS.short and self.environ.get("PATH_INFO") != HEALTH_PATH:
+            self._refused("descriptors")
+            self.result = plain_response(
+                self.start_response,
+                "503 Service Unavailable",
+                "The server is at its limit of open connections. Try again in a moment.",
+                ("Connection", "close"),
+            )
+            self.process_result()
+            return None
+        return super().run_application()
 
     def upgrade_connection(self) -> Any:
-        """Upgrade as gevent-websocket does, then bound the new WebSocket."""
+        """Upgrade as gevent-websocket does, then bound the new WebSocket.
+
+        A handshake that would open a session past its address's cap is
+        answered 429 instead, before anything is upgraded.
+        """
+        guard = self._guard()
+        if guard is not None and not guard.admits_handshake(self.environ):
+            return plain_response(
+                self.start_response, "429 Too Many Requests", "Too many sessions", RETRY_SOON
+            )
         result = super().upgrade_connection()
         websocket = getattr(self, "websocket", None)
         if websocket is not None:
-            config = getattr(self.application, "config", {})
-            limit = config.get("MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)
+            limit = self._setting("MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)
             self.websocket = BoundedWebSocket(self.environ, websocket.stream, self, limit)
             self.environ["wsgi.websocket"] = self.websocket
             # The stock WebSocket's __del__ calls close(), which would write a
             # close frame on the shared stream: leave it nothing to write with.
             websocket.raw_write = None
         return result
+
+    def log_error(self, msg: str, *args: Any) -> None:
+        """Count a malformed request in the refusal log instead of a line each."""
+        self._refused("bad_request")
+
+    # The server's application, not ``self.application``: pywsgi sets that
+    # only once a request's headers are in.
+    def _setting(self, name: str, default: Any) -> Any:
+        return getattr(self.server.application, "config", {}).get(name, default)
+
+    def _guard(self) -> Any:
+        extensions = getattr(self.server.application, "extensions", None)
+        return extensions.get("engine_guard") if extensions is not None else None
+
+    def _refused(self, reason: str) -> None:
+        guard = self._guard()
+        if guard is None:
+            return
+        environ = getattr(self, "environ", None)
+        if not environ:  # the request line itself was malformed
+            environ = {"REMOTE_ADDR": _peer(self.client_address)}
+        guard.refused_request(reason, environ)
 
     def detach(self) -> tuple[Any, bytes]:
         """Give the upgraded connection to a new owner: its socket and the unread bytes.
@@ -356,6 +503,7 @@ class ChatWebSocketHandler(WebSocketHandler):  # type: ignore[misc]
         unread = self._unread_input()
         self.websocket.detach()
         self.close_connection = True
+        self._holds_descriptor = False  # the new owner counts it now
         own, self.socket = self.socket, None
         raw = _socket.socket(fileno=own.detach())
         raw.setblocking(False)
@@ -374,3 +522,8 @@ class ChatWebSocketHandler(WebSocketHandler):  # type: ignore[misc]
 
     def log_request(self) -> None:
         """Write no access line: URLs carry room codes and Engine.IO sids."""
+
+
+def _peer(client_address: Any) -> str:
+    """Return the IP address of pywsgi's ``client_address``."""
+    return client_address[0] if isinstance(client_address, tuple) else str(client_address)

@@ -27,11 +27,13 @@ class ChatWorker(GeventWebSocketWorker):  # type: ignore[misc]
     def run(self) -> None:
         """Serve with the same runtime policy as ``python -m chatapp``."""
         # Imported here for the reason given in handle_exit.
+        from chatapp.descriptors import raise_open_file_limit
         from chatapp.gcpolicy import schedule_full_collections
         from chatapp.logs import skip_record_details
 
         gevent.config.track_greenlet_tree = False  # see chatapp.serving.serve
         skip_record_details()
+        raise_open_file_limit()
         config = getattr(self.wsgi, "config", None)
         if config is not None:
             schedule_full_collections(config["GC_FULL_INTERVAL"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -70,8 +71,18 @@ class LiveServer:
         self,
         settings: Mapping[str, object] | None = None,
         tmp_dir: str | os.PathLike[str] | None = None,
+        *,
+        gunicorn: bool = False,
+        open_files: int | None = None,
     ) -> None:
-        """``settings``: ``{"LEAVE_GRACE_SECONDS": 0.5}`` or ``CHATAPP_``-prefixed names."""
+        """``settings``: ``{"LEAVE_GRACE_SECONDS": 0.5}`` or ``CHATAPP_``-prefixed names.
+
+        ``gunicorn``: serve with gunicorn and chatapp's worker (gunicorn.conf.py),
+        as the Docker image does, instead of ``python -m chatapp``.
+        ``open_files``: the server's hard (and soft) limit on open files.
+        """
+        self.gunicorn = gunicorn
+        self.open_files = open_files
         self._own_tmp = None
         if tmp_dir is None:
             self._own_tmp = tempfile.TemporaryDirectory(prefix="chatapp-live-")
@@ -100,13 +111,19 @@ class LiveServer:
         with open(self.log_path, "ab") as log:
             log.write(f"--- starting on port {self.port} ---\n".encode())
             log.flush()
+            if self.gunicorn:
+                command = ["-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+                self.env.update(CHATAPP_HOST="127.0.0.1", CHATAPP_PORT=str(self.port))
+            else:
+                command = ["-m", "chatapp", "--host", "127.0.0.1", "--port", str(self.port)]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatapp", "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, *command],
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limit_open_files if self.open_files else None,
             )
         try:
             self._wait_healthy()
@@ -114,6 +131,10 @@ class LiveServer:
             self.kill()
             raise
         return self
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.STARTUP_TIMEOUT
@@ -176,8 +197,14 @@ class LiveServer:
 
     @property
     def pid(self) -> int | None:
-        """The running server's process id."""
-        return self.process.pid if self.process is not None else None
+        """The process that serves: the server's, or under gunicorn its worker's."""
+        if self.process is None:
+            return None
+        if not self.gunicorn:
+            return self.process.pid
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        workers = children.read_text().split()
+        return int(workers[0]) if workers else None
 
     # -- logs -------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from liveserver import LiveServer
 from liveserver import Person
 from rawsocket import chat_room
-from rawsocket import RawSocket
+from wire import Wire
 
 
 def join(client, code="ZZZZ", name="x", **kwargs):
@@ -128,6 +128,9 @@ def live(tmp_path):
                 "LEAVE_GRACE_SECONDS": 0.5,
                 "SEND_RATE": 1000,
                 "SEND_BURST": 1000,
+                "INPUT_RATE": 1000,
+                "INPUT_BURST": 1000,
+                "INPUT_BYTES_PER_SECOND": 10**9,
                 "CREATES_PER_MINUTE": 1000,
                 "JOIN_FAILURES_PER_MINUTE": 1000,
                 **settings,
@@ -168,13 +171,12 @@ def test_concurrent_sends_keep_ids_contiguous(live, closing):
 
 @pytest.mark.server
 def test_handshake_flood_that_never_joins(live, closing):
+    # As many idle sessions as three addresses may hold (CONNECTIONS_PER_ADDRESS).
     server = live()
     code, _, (ada, bob) = chat_room(server, closing)
-    flood = []
-    for _ in range(300):
-        sock = RawSocket(server.url)  # Engine.IO open, never a namespace
-        closing(sock)
-        flood.append(sock)
+    for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        for _ in range(100):
+            closing(Wire(server.port, source=source))
     started = time.monotonic()
     assert ada.call("send", {"text": "through the flood"})["ok"]
     assert time.monotonic() - started < 1.0

@@ -14,7 +14,13 @@ from nginxproc import NginxProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.server]
 
-FAST = {"LEAVE_GRACE_SECONDS": 0.5, "SEND_RATE": 1000, "SEND_BURST": 1000}
+FAST = {
+    "LEAVE_GRACE_SECONDS": 0.5,
+    "SEND_RATE": 1000,
+    "SEND_BURST": 1000,
+    "INPUT_RATE": 1000,
+    "INPUT_BURST": 1000,
+}
 
 
 @pytest.fixture

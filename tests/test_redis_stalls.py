@@ -150,7 +150,13 @@ def test_calls_made_while_the_clock_is_checked_keep_the_offset_they_have(redis_p
 
 @pytest.mark.server
 def test_a_stalled_redis_answers_unavailable_and_records_nothing(redis_proc, tmp_path, closing):
-    settings = {"STORE": redis_proc.url, "SEND_RATE": 100, "SEND_BURST": 100}
+    settings = {
+        "STORE": redis_proc.url,
+        "SEND_RATE": 100,
+        "SEND_BURST": 100,
+        "INPUT_RATE": 100,
+        "INPUT_BURST": 100,
+    }
     server = LiveServer(settings, tmp_path / "app").start()
     closing(server)
     code, (_, bob), (a, b) = chat_room(server, closing, timeout=10)

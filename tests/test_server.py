@@ -185,8 +185,8 @@ def test_restart_forgets_memory_store(live_server: LiveServer, live_people: Peop
 def test_concurrent_senders(start_server: ServerFactory, live_people: PeopleFactory) -> None:
     senders, per_sender = 4, 25
     total = senders * per_sender
-    # Lift the send budget so that only concurrency is under test.
-    server = start_server(SEND_RATE=1000, SEND_BURST=1000)
+    # Lift the send and input budgets so that only concurrency is under test.
+    server = start_server(SEND_RATE=1000, SEND_BURST=1000, INPUT_RATE=1000, INPUT_BURST=1000)
     crowd = [live_people(server) for _ in range(senders)]
     names = [f"member{n}" for n in range(senders)]
     code = crowd[0].create_room(names[0])
