@@ -40,7 +40,7 @@ class Config:
     CONNECTION_LEASE_SECONDS = 15
 
     # Fixed by the protocol; settings so that tests can shorten them.
-    CONNECT_TIMEOUT_SECONDS = 60
+    MEMBER_CONNECT_SECONDS = 60  # a form join that never connects ends after this
     TYPING_INTERVAL_SECONDS = 2
 
     # Seconds between full garbage collections under ``python -m chatapp``

@@ -192,7 +192,7 @@ def _make_registry(app: Flask) -> RoomRegistry:
         name_max_length=cfg["NAME_MAX_LENGTH"],
         message_max_length=cfg["MESSAGE_MAX_LENGTH"],
         history_on_join=cfg["HISTORY_ON_JOIN"],
-        connect_timeout=cfg["CONNECT_TIMEOUT_SECONDS"],
+        member_connect_timeout=cfg["MEMBER_CONNECT_SECONDS"],
         send_rate=cfg["SEND_RATE"],
         send_burst=cfg["SEND_BURST"],
         typing_interval=cfg["TYPING_INTERVAL_SECONDS"],

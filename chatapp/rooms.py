@@ -137,7 +137,7 @@ class Settings:
     name_max_length: int = 32
     message_max_length: int = 2000
     history_on_join: int = 50
-    connect_timeout: float = 60.0
+    member_connect_timeout: float = 60.0  # MEMBER_CONNECT_SECONDS
     send_rate: float = 5.0
     send_burst: int = 10
     typing_interval: float = 2.0
@@ -348,7 +348,8 @@ class RoomRegistry:
         self.store.take_token(f"{kind}:{address}", per_minute / 60, per_minute, self.clock())
 
     def _new_member(self, member_id: str, name: str, now: float) -> NewMember:
-        return NewMember(member_id, name, name_keys(name), now + self.settings.connect_timeout)
+        connect_by = now + self.settings.member_connect_timeout
+        return NewMember(member_id, name, name_keys(name), connect_by)
 
     def _parse_send(self, payload: object) -> tuple[str, str | None]:
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
