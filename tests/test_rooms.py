@@ -365,12 +365,47 @@ def test_room_idle_ttl_deletes_empty_room(make_registry, clock):
 
 
 def test_room_of_a_creator_who_never_connects_expires(make_registry, clock):
+    # Idle from its creation: the creator's connect-by adds nothing to it.
     registry = make_registry(clock, idle_ttl=600)
     ada = registry.create_room("ada")
-    clock.advance(60 + 599)
+    clock.advance(599)
     assert registry.is_member(ada.code, ada.member_id)
-    clock.advance(2)
+    clock.advance(1)
     assert not registry.is_member(ada.code, ada.member_id)
+
+
+@pytest.mark.parametrize("emptied", [False, True], ids=["new", "emptied"])
+def test_never_connected_joins_do_not_keep_a_room_alive(make_registry, clock, emptied):
+    registry = make_registry(clock, idle_ttl=600)
+    ada = registry.create_room("ada")  # empty from now, if ada never connects
+    if emptied:  # or ada was in a while, then went: empty from then
+        registry.connect(ada.code, ada.member_id, "a1")
+        clock.advance(1000)
+        registry.end_if_gone(
+            ada.code, ada.member_id, registry.disconnect(ada.code, ada.member_id, "a1")
+        )
+    for minute in range(10):  # someone form-joins every minute and never connects
+        registry.join_room(ada.code, f"ghost{minute}")
+        clock.advance(60)
+    with pytest.raises(RoomNotFound):
+        registry.join_room(ada.code, "late")
+
+
+def test_a_member_connecting_keeps_the_room_then_its_end_starts_the_idle_time(make_registry, clock):
+    registry = make_registry(clock, idle_ttl=600)
+    ada = registry.create_room("ada")
+    clock.advance(590)
+    bob = registry.join_room(ada.code, "bob")
+    clock.advance(9)
+    registry.connect(bob.code, bob.member_id, "b1")  # busy: no expiry
+    clock.advance(1000)
+    token = registry.disconnect(bob.code, bob.member_id, "b1")
+    registry.end_if_gone(bob.code, bob.member_id, token)
+    registry.join_room(ada.code, "cy")  # pending: changes nothing
+    clock.advance(599)
+    assert registry.is_member(bob.code, bob.member_id)
+    clock.advance(1)
+    assert not registry.is_member(bob.code, bob.member_id)
 
 
 def test_purge_frees_expired_rooms(make_registry, clock):

@@ -138,6 +138,8 @@ class Limits:
 
     max_members: int
     history_limit: int
+    # A room with no present member (members that never connected do not
+    # count) is deleted this long after it was created or its last one ended.
     idle_ttl: float
     former_limit: int = 1000  # ended memberships remembered for renewal, per room
     leave_grace: float = 5.0  # shared stores: when any process may end a gone member
@@ -150,7 +152,10 @@ class Store(Protocol):
         """Return when the store is reachable, else raise StoreUnavailable."""
 
     def create_room(self, code: str, creator: NewMember, now: float) -> bool:
-        """Create room ``code`` with its creator pending; False if it exists."""
+        """Create room ``code`` with its creator pending; False if it exists.
+
+        A new room is idle (see ``idle_ttl``) until a member connects.
+        """
 
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""

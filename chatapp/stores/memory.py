@@ -80,7 +80,7 @@ class MemoryStore:
             room = _Room(code, deque())
             self._rooms[code] = room
             self._seat(room, creator)
-            self._set_idle(room, creator.connect_by)
+            self._set_idle(room, now)  # until a member connects
             return True
 
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
@@ -97,9 +97,7 @@ class MemoryStore:
             if len(room.members) >= self.limits.max_members:
                 return AddOutcome.FULL
             room.former.pop(member.member_id, None)
-            self._seat(room, member)
-            if room.idle_since is not None:
-                self._set_idle(room, max(room.idle_since, member.connect_by))
+            self._seat(room, member)  # a pending member keeps no idle room alive
             return AddOutcome.ADDED
 
     def has_membership(self, code: str, member_id: str, now: float) -> bool:
@@ -352,8 +350,9 @@ class MemoryStore:
     def _end(self, room: _Room, member: _Member, now: float, ts: str) -> Message | None:
         self._unseat(room, member)
         notice = self._record(room, "leave", member.name, "", ts) if member.present else None
-        if not any(m.present for m in room.members.values()):
-            self._set_idle(room, max([now, *(m.connect_by for m in room.members.values())]))
+        # Members that never connected keep no room alive: idle from now.
+        if member.present and not any(m.present for m in room.members.values()):
+            self._set_idle(room, now)
         return notice
 
     def _remember_former(self, room: _Room, member: _Member) -> None:

@@ -2,6 +2,20 @@
 -- atomic script (chatapp/stores/redis.py calls it; stores/memory.py is the
 -- same logic in Python, and tests/test_rooms.py holds both to it).
 --
+-- Rules kept twice, here and in stores/memory.py (change both together):
+--   rule                                         here                      memory.py
+--   a room expires idle_ttl after it was created  live_room, set_idle,      _live_room, _expired,
+--     or its last present member ended (pending   set_busy, create_room,    _set_idle, create_room,
+--     members keep no room alive)                 end_membership            _end
+--   history: at most history_limit messages;      record                    _record
+--     cids of dropped messages are forgotten
+--   pending members end at their connect-by       drop_stale                _drop_stale
+--   name keys unique, max_members seats           ops.add_member            add_member
+--   an ended membership renews under its name     ops.connect               _renew
+--   history after last_id, truncated              history                   _history
+--   send budget, token buckets (time only         append_line, ops.bucket   append, _refill
+--     refills)
+--
 -- KEYS[1]  the room's base key "<prefix>{CODE}" (or a bucket key)
 -- KEYS[2]  the lease index, a sorted set of "CODE|member|connection" by deadline
 -- ARGV[1]  operation name, ARGV[2] now (epoch seconds, the app's clock),
@@ -203,15 +217,8 @@ local function end_membership(id, member)
   unseat(id, member)
   local notice = false
   if member.p == 1 then notice = record('leave', member.n, '', ARGV[6]) end
-  if redis.call('ZCARD', O) == 0 then
-    local since = NOW
-    local all = redis.call('HVALS', M)
-    for _, raw in ipairs(all) do
-      local pending = cjson.decode(raw)
-      if pending.cb > since then since = pending.cb end
-    end
-    set_idle(since)
-  end
+  -- Members that never connected keep no room alive: idle from now.
+  if member.p == 1 and redis.call('ZCARD', O) == 0 then set_idle(NOW) end
   return notice
 end
 
@@ -249,7 +256,7 @@ function ops.create_room()
   delete_room()
   redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '')
   seat(ARGV[6], ARGV[7], cjson.decode(ARGV[8]), tonumber(ARGV[9]))
-  set_idle(tonumber(ARGV[9]))
+  set_idle(NOW)  -- until a member connects
   return 1
 end
 
@@ -265,10 +272,7 @@ function ops.add_member()
   end
   if redis.call('HLEN', M) >= LIMITS.max_members then return 'full' end
   forget_former(id)
-  seat(id, ARGV[7], keys, connect_by)
-  if idle ~= '' then
-    set_idle(math.max(tonumber(idle), connect_by))
-  end
+  seat(id, ARGV[7], keys, connect_by)  -- a pending member keeps no idle room alive
   return 'added'
 end
 
