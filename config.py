@@ -34,6 +34,9 @@ class Config:
     JOIN_FAILURES_PER_MINUTE = 20
     CREATES_PER_MINUTE = 10
 
+    # Limits that keep a public instance up (README, Configuration).
+    ROOM_HISTORY_BYTES = 65536  # 500 lines of 131 bytes: no room grows big by long lines
+
     # With the Redis store: how long a connection outlives the process that
     # stopped renewing it (a crash); the ghost-member bound is this plus
     # about 2 s of sweep and LEAVE_GRACE_SECONDS.

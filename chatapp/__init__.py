@@ -186,6 +186,7 @@ def _make_registry(app: Flask) -> RoomRegistry:
         history_limit=cfg["ROOM_HISTORY_LIMIT"],
         idle_ttl=cfg["ROOM_IDLE_TTL"],
         leave_grace=cfg["LEAVE_GRACE_SECONDS"],
+        history_bytes=cfg["ROOM_HISTORY_BYTES"],
     )
     settings = Settings(
         code_length=cfg["ROOM_CODE_LENGTH"],

@@ -53,6 +53,18 @@ def test_every_key_of_an_idle_room_expires_after_a_stale_member_is_dropped(store
     assert {key: store.client.pttl(key) > 0 for key in keys} == {key: True for key in keys}
 
 
+def test_a_room_recorded_before_byte_counts_is_counted_once(redis_url):
+    store = RedisStore(redis_url, Limits(max_members=10, history_limit=50, idle_ttl=600))
+    now = time.time()
+    seat(store, "ABCD", "ada", now)
+    for text in ("hello", "🦊"):
+        store.append("ABCD", "ada", text, None, "ts", 5, 10, now)
+    store.client.hdel("chat:{ABCD}", "bytes")  # as an older chatapp left it
+    store.append("ABCD", "ada", "é", None, "ts", 5, 10, now)
+    assert store.client.hget("chat:{ABCD}", "bytes") == str(5 + 4 + 2)
+    store.client.close()
+
+
 def test_a_redis_out_of_memory_refuses_calls_as_unavailable_and_records_nothing(store, caplog):
     now = time.time()
     seat(store, "ABCD", "ada", now)

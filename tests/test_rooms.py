@@ -63,7 +63,13 @@ def make_registry(make_store):
     """Return ``make(clock=None, codes=None, **limits_and_settings)``."""
 
     def make(clock=None, codes=None, **limits_and_settings) -> RoomRegistry:
-        limit_names = {"max_members", "history_limit", "idle_ttl", "former_limit"}
+        limit_names = {
+            "max_members",
+            "history_limit",
+            "idle_ttl",
+            "former_limit",
+            "history_bytes",
+        }
         limits = {"max_members": 200, "history_limit": 500, "idle_ttl": 600}
         limits.update({k: v for k, v in limits_and_settings.items() if k in limit_names})
         settings = Settings(
@@ -683,6 +689,53 @@ def test_join_failure_limit_per_address(registry, clock):
     assert not registry.may_join("10.0.0.1")
     clock.advance(3)
     assert registry.may_join("10.0.0.1")
+
+
+# -- rooms and memory --------------------------------------------------------------
+
+
+def post_lines(registry, seat, *texts):
+    return [
+        registry.post(seat.code, seat.member_id, {"text": t, "cid": f"c{i}"})[0]
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_history_bytes_drop_the_oldest(make_registry, clock):
+    registry = make_registry(clock, history_bytes=100, send_burst=100)
+    (ada,) = room_with(registry, "ada")  # id 1: the join notice, no text
+    ids = post_lines(registry, ada, *["x" * 30] * 4)  # ids 2-5: 120 bytes
+    welcome = registry.connect(ada.code, ada.member_id, "t", 0)
+    assert history_ids(welcome) == ids[1:]  # 1 and 2 dropped: 90 bytes left
+    assert welcome.truncated is True
+    assert registry.connect(ada.code, ada.member_id, "t", 2).truncated is False
+    # The dropped line's cid is forgotten: sent again, it is a new line.
+    again, message = registry.post(ada.code, ada.member_id, {"text": "x" * 30, "cid": "c0"})
+    assert message is not None and again == 6
+    # A retained line's cid still is known.
+    assert registry.post(ada.code, ada.member_id, {"text": "x", "cid": "c3"}) == (5, None)
+    assert registry.store.messages(ada.code, 0, 100)[0].id == 4
+
+
+def test_history_bytes_count_utf8_bytes(make_registry, clock):
+    registry = make_registry(clock, history_bytes=100, send_burst=100)
+    (ada,) = room_with(registry, "ada")
+    fox, accent, one = post_lines(registry, ada, "🦊" * 20, "é" * 10, "a")  # 80 + 20 + 1
+    assert [m.id for m in registry.store.messages(ada.code, 0, 100)] == [accent, one]
+    post_lines(registry, ada, "🦊" * 25)  # exactly 100 bytes: it alone is kept
+    assert [m.text for m in registry.store.messages(ada.code, 0, 100)] == ["🦊" * 25]
+
+
+def test_a_line_over_the_byte_limit_is_not_retained(make_registry, clock):
+    registry = make_registry(clock, history_bytes=10, send_burst=100)
+    (ada,) = room_with(registry, "ada")
+    (short,) = post_lines(registry, ada, "hello")
+    long_id, message = registry.post(ada.code, ada.member_id, {"text": "x" * 11, "cid": "big"})
+    assert message is not None and message.text == "x" * 11  # recorded and delivered
+    assert registry.store.messages(ada.code, 0, 100) == []
+    welcome = registry.connect(ada.code, ada.member_id, "t", short)
+    assert welcome.history == () and welcome.truncated is True and welcome.latest_id == long_id
+    assert registry.post(ada.code, ada.member_id, {"text": "x" * 11, "cid": "big"})[0] != long_id
 
 
 # -- store operations for several processes ----------------------------------

@@ -143,6 +143,7 @@ class Limits:
     idle_ttl: float
     former_limit: int = 1000  # ended memberships remembered for renewal, per room
     leave_grace: float = 5.0  # shared stores: when any process may end a gone member
+    history_bytes: int = 65536  # UTF-8 bytes of message text a room retains
 
 
 class Store(Protocol):

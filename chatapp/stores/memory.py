@@ -47,6 +47,7 @@ class _Member:
 class _Room:
     code: str
     history: deque[Message]
+    history_bytes: int = 0  # UTF-8 bytes of the retained messages' text
     members: dict[str, _Member] = field(default_factory=dict)
     holders: dict[str, str] = field(default_factory=dict)  # name key -> member id
     # Memberships that ended other than by leaving, renewable under their name.
@@ -236,10 +237,8 @@ class MemoryStore:
                 member.send_tokens = tokens
                 return Appended(AppendOutcome.RATE_LIMITED, retry_after=(1 - tokens) / rate)
             member.send_tokens = tokens - 1
-            message = self._record(room, "chat", member.name, text, ts)
-            if cid is not None:
-                room.cids[member_id, cid] = message.id
-                room.cid_by_id[message.id] = (member_id, cid)
+            cid_key = None if cid is None else (member_id, cid)
+            message = self._record(room, "chat", member.name, text, ts, cid_key)
             return Appended(AppendOutcome.RECORDED, message=message, message_id=message.id)
 
     def latest_ids(self, codes: list[str]) -> list[int]:
@@ -360,15 +359,30 @@ class MemoryStore:
         while len(room.former) > self.limits.former_limit:
             room.former.popitem(last=False)
 
-    def _record(self, room: _Room, kind: str, name: str, text: str, ts: str) -> Message:
+    def _record(
+        self,
+        room: _Room,
+        kind: str,
+        name: str,
+        text: str,
+        ts: str,
+        cid_key: tuple[str, str] | None = None,
+    ) -> Message:
         message = Message(room.next_id, kind, name, text, ts)
         room.next_id += 1
         room.history.append(message)
-        while len(room.history) > self.limits.history_limit:
+        room.history_bytes += _utf8_length(text)
+        if cid_key is not None:
+            room.cids[cid_key] = message.id
+            room.cid_by_id[message.id] = cid_key
+        # The oldest go beyond either limit (a line over the byte limit alone too).
+        limits = self.limits
+        while len(room.history) > limits.history_limit or room.history_bytes > limits.history_bytes:
             dropped = room.history.popleft()
-            cid_key = room.cid_by_id.pop(dropped.id, None)
-            if cid_key is not None:
-                del room.cids[cid_key]
+            room.history_bytes -= _utf8_length(dropped.text)
+            dropped_cid = room.cid_by_id.pop(dropped.id, None)
+            if dropped_cid is not None:
+                del room.cids[dropped_cid]
         return message
 
     def _history(
@@ -399,3 +413,8 @@ class MemoryStore:
     @staticmethod
     def _present_names(room: _Room) -> tuple[str, ...]:
         return tuple(m.name for m in room.members.values() if m.present)
+
+
+def _utf8_length(text: str) -> int:
+    """Return the UTF-8 byte length of ``text`` (Lua's ``#`` in redis.lua)."""
+    return len(text) if text.isascii() else len(text.encode())

@@ -7,8 +7,9 @@
 --   a room expires idle_ttl after it was created  live_room, set_idle,      _live_room, _expired,
 --     or its last present member ended (pending   set_busy, create_room,    _set_idle, create_room,
 --     members keep no room alive)                 end_membership            _end
---   history: at most history_limit messages;      record                    _record
---     cids of dropped messages are forgotten
+--   history: at most history_limit messages and   record                    _record
+--     history_bytes of text; cids of dropped
+--     messages are forgotten
 --   pending members end at their connect-by       drop_stale                _drop_stale
 --   name keys unique, max_members seats           ops.add_member            add_member
 --   an ended membership renews under its name     ops.connect               _renew
@@ -25,7 +26,8 @@
 --          or slowed Redis), does nothing and answers "~late",
 -- ARGV[6...] the operation's arguments.
 --
--- A room is a hash (last message id, join sequence, idle-since) plus:
+-- A room is a hash (last message id, join sequence, idle-since, bytes:
+-- its history's text bytes) plus:
 --   :m  member id -> member JSON     :h  name key -> member id
 --   :f  ended (renewable) member id -> {n, k}, :fo their order
 --   :o  present members by join order (the `members` list)
@@ -183,7 +185,18 @@ local function publish(message, names_json, channels)
   for _, channel in ipairs(channels) do redis.call('PUBLISH', channel, payload) end
 end
 
+-- The text bytes of the retained history (counted once for a room
+-- recorded before they were kept).
+local function history_bytes()
+  local bytes = redis.call('HGET', R, 'bytes')
+  if bytes then return tonumber(bytes) end
+  bytes = 0
+  for _, raw in ipairs(redis.call('LRANGE', L, 0, -1)) do bytes = bytes + #cjson.decode(raw).text end
+  return bytes
+end
+
 local function record(kind, name, text, ts, cid_key)
+  local bytes = history_bytes() + #text  -- # is the byte length of the UTF-8 text
   local id = redis.call('HINCRBY', R, 'last', 1)
   local message = cjson.encode({id = id, kind = kind, name = name, text = text, ts = ts})
   local length = redis.call('RPUSH', L, message)
@@ -191,18 +204,18 @@ local function record(kind, name, text, ts, cid_key)
     redis.call('HSET', C, cid_key, id)
     redis.call('HSET', CI, id, cid_key)
   end
-  local extra = length - LIMITS.history_limit
-  if extra > 0 then
-    local first = id - length + 1
-    redis.call('LTRIM', L, extra, -1)
-    for old = first, first + extra - 1 do
-      local key = redis.call('HGET', CI, old)
-      if key then
-        redis.call('HDEL', C, key)
-        redis.call('HDEL', CI, old)
-      end
+  -- The oldest go beyond either limit (a line over the byte limit alone too).
+  while length > LIMITS.history_limit or bytes > LIMITS.history_bytes do
+    local dropped = cjson.decode(redis.call('LPOP', L))
+    length = length - 1
+    bytes = bytes - #dropped.text
+    local key = redis.call('HGET', CI, dropped.id)
+    if key then
+      redis.call('HDEL', C, key)
+      redis.call('HDEL', CI, dropped.id)
     end
   end
+  redis.call('HSET', R, 'bytes', bytes)
   return message, id
 end
 
@@ -254,7 +267,7 @@ end
 function ops.create_room()
   if live_room() then return 0 end
   delete_room()
-  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '')
+  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '', 'bytes', 0)
   seat(ARGV[6], ARGV[7], cjson.decode(ARGV[8]), tonumber(ARGV[9]))
   set_idle(NOW)  -- until a member connects
   return 1

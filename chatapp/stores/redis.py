@@ -13,6 +13,7 @@ trip, and a process with every socket of a room publishes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -123,15 +124,7 @@ class RedisStore:
         )
         source = resources.files("chatapp.stores").joinpath("redis.lua").read_text()
         self._script = self.client.register_script(source)
-        self._limits_json = json.dumps(
-            {
-                "max_members": limits.max_members,
-                "history_limit": limits.history_limit,
-                "idle_ttl": limits.idle_ttl,
-                "former_limit": limits.former_limit,
-                "leave_grace": limits.leave_grace,
-            }
-        )
+        self._limits_json = json.dumps(dataclasses.asdict(limits))  # every limit, by its name
         self._leases = f"{prefix}leases"
         self._clock = RedisClock(self.client)
         self._quiet_until = 0.0  # when the next refusal may be logged
