@@ -34,8 +34,11 @@ class Config:
     JOIN_FAILURES_PER_MINUTE = 20
     CREATES_PER_MINUTE = 10
 
-    # Limits that keep a public instance up (README, Configuration).
+    # Limits that keep a public instance up (README, Configuration): a
+    # classroom behind one NAT (30 people, two tabs each, joining within a
+    # minute) never meets them; an abuser meets them at once.
     ROOM_HISTORY_BYTES = 65536  # 500 lines of 131 bytes: no room grows big by long lines
+    JOINS_PER_MINUTE = 60  # a class of 30 joining twice within the minute
 
     # With the Redis store: how long a connection outlives the process that
     # stopped renewing it (a crash); the ghost-member bound is this plus

@@ -199,6 +199,7 @@ def _make_registry(app: Flask) -> RoomRegistry:
         typing_interval=cfg["TYPING_INTERVAL_SECONDS"],
         join_failures_per_minute=cfg["JOIN_FAILURES_PER_MINUTE"],
         creates_per_minute=cfg["CREATES_PER_MINUTE"],
+        joins_per_minute=cfg["JOINS_PER_MINUTE"],
         connection_lease=cfg["CONNECTION_LEASE_SECONDS"],
     )
     return RoomRegistry(make_store(cfg["STORE"], limits), settings)

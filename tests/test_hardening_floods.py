@@ -130,6 +130,7 @@ def live(tmp_path):
                 "SEND_BURST": 1000,
                 "CREATES_PER_MINUTE": 1000,
                 "JOIN_FAILURES_PER_MINUTE": 1000,
+                "JOINS_PER_MINUTE": 1000,
                 **settings,
             },
             tmp_path / f"s{len(servers)}",

@@ -76,7 +76,11 @@ def lobby_app():
     """One app for many examples; the per-address limits out of the way."""
     return create_app(
         "config.TestingConfig",
-        {"CREATES_PER_MINUTE": 10**9, "JOIN_FAILURES_PER_MINUTE": 10**9},
+        {
+            "CREATES_PER_MINUTE": 10**9,
+            "JOIN_FAILURES_PER_MINUTE": 10**9,
+            "JOINS_PER_MINUTE": 10**9,
+        },
     )
 
 

@@ -345,6 +345,7 @@ def server(tmp_path_factory):
             "MAX_FRAME_BYTES": 4096,
             "CREATES_PER_MINUTE": 10**6,
             "JOIN_FAILURES_PER_MINUTE": 10**6,
+            "JOINS_PER_MINUTE": 10**6,
             **FREE_SENDING,
         },
         tmp_path_factory.mktemp("hardening-sockets"),

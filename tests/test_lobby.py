@@ -215,6 +215,30 @@ def test_forwarded_for_used_with_trusted_proxies(app):
     assert join_from("10.0.0.2").status_code == 400  # the proxy's nearest entry counts
 
 
+# -- limits: a 429 costs little; a refusal records nothing --------------------------
+
+
+def session_codes(client):
+    with client.session_transaction() as session:
+        return [entry[0] for entry in session.get("rooms", [])]
+
+
+@pytest.mark.settings(JOINS_PER_MINUTE=2)
+def test_joins_per_minute_per_address(app, code):
+    for name in ("bob", "cy"):
+        assert post(app.test_client(), name=name, code=code, join="").status_code == 303
+    late = app.test_client()
+    refused = post(late, name="dan", code=code, join="")
+    assert refused.status_code == 429 and b"Too many attempts" in refused.data
+    assert session_codes(late) == []
+    elsewhere = late.post(
+        "/",
+        data={"name": "dan", "code": code, "join": ""},
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+    )
+    assert elsewhere.status_code == 303  # the refused join did not take the name
+
+
 def test_room_page_for_strangers_redirects_to_lobby(client, code):
     response = client.get(f"/room/{code.lower()}")
     assert response.status_code == 303

@@ -25,6 +25,7 @@ from chatapp.rooms import RoomNotFound
 from chatapp.rooms import RoomRegistry
 from chatapp.rooms import SendRefused
 from chatapp.rooms import Settings
+from chatapp.rooms import TooManyAttempts
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
 from chatapp.stores import MemoryStore
@@ -660,35 +661,97 @@ def test_history_of_an_empty_room(registry):
 
 # -- per-address limits -------------------------------------------------------
 
+A, B = "10.0.0.1", "10.0.0.2"
+
 
 def test_creation_limit_per_address(registry, clock):
     for _ in range(10):
-        assert registry.may_create("10.0.0.1")
-        registry.record_creation("10.0.0.1")
-    assert not registry.may_create("10.0.0.1")
-    assert registry.may_create("10.0.0.2")
+        registry.create_room("ada", A)
+    with pytest.raises(TooManyAttempts) as info:
+        registry.create_room("ada", A)
+    assert info.value.retry_after == pytest.approx(6)  # 10 a minute: one token in 6 s
+    registry.create_room("ada", B)
     clock.advance(6)
-    assert registry.may_create("10.0.0.1")
+    registry.create_room("ada", A)
 
 
 def test_creation_limit_refills_only_as_time_moves_forward(registry, clock):
     for _ in range(9):
-        registry.record_creation("10.0.0.1")
+        registry.create_room("ada", A)
     clock.advance(-30)  # a host whose clock is behind
-    assert registry.may_create("10.0.0.1")
-    registry.record_creation("10.0.0.1")
-    assert not registry.may_create("10.0.0.1")
+    registry.create_room("ada", A)
+    with pytest.raises(TooManyAttempts):
+        registry.create_room("ada", A)
     clock.advance(36)  # back, plus one token's worth (10 a minute)
-    assert registry.may_create("10.0.0.1")
+    registry.create_room("ada", A)
 
 
 def test_join_failure_limit_per_address(registry, clock):
+    code = registry.create_room("ada").code
     for _ in range(20):
-        assert registry.may_join("10.0.0.1")
-        registry.record_join_failure("10.0.0.1")
-    assert not registry.may_join("10.0.0.1")
+        with pytest.raises(RoomNotFound):
+            registry.join_room("ZZZZ", "bob", address=A)
+    with pytest.raises(TooManyAttempts) as info:  # even a right guess now
+        registry.join_room(code, "bob", address=A)
+    assert info.value.retry_after == pytest.approx(3)
+    registry.join_room(code, "bob", address=B)
     clock.advance(3)
-    assert registry.may_join("10.0.0.1")
+    registry.join_room(code, "cy", address=A)
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "error"),
+    [
+        ("AB1D", "bob", InvalidCode),
+        (None, "\u202e", InvalidName),
+        ("ZZZZ", "bob", RoomNotFound),
+        (None, "ADA", NameTaken),
+        (None, "bob", RoomFull),
+    ],
+)
+def test_every_refused_join_counts_as_a_failure(make_registry, clock, code, name, error):
+    registry = make_registry(clock, join_failures_per_minute=2, max_members=1)
+    code = code or registry.create_room("ada").code
+    for _ in range(2):
+        with pytest.raises(error):
+            registry.join_room(code, name, address=A)
+    with pytest.raises(TooManyAttempts):
+        registry.join_room(code, name, address=A)
+
+
+def test_refused_forms_count_as_failed_joins_and_a_refusal_records_nothing(make_registry, clock):
+    registry = make_registry(clock, join_failures_per_minute=2, creates_per_minute=1)
+    code = registry.create_room("ada", B).code
+    registry.refuse_form("join", A)
+    registry.refuse_form("join", A)
+    for _ in range(3):  # refused before anything is looked at, and not counted
+        with pytest.raises(TooManyAttempts):
+            registry.refuse_form("join", A)
+    clock.advance(30)  # one failure's worth: the refusals above spent nothing
+    registry.join_room(code, "bob", address=A)
+    registry.refuse_form("create", A)  # a form refused for its fields is no creation
+    registry.create_room("cy", A)
+    with pytest.raises(TooManyAttempts):
+        registry.refuse_form("create", A)  # but the budget's answer comes first
+
+
+def test_joins_per_minute(make_registry, clock):
+    registry = make_registry(clock, joins_per_minute=3)
+    code = registry.create_room("ada", A).code
+    registry.create_room("ada", A)  # creating is not joining
+    for name in ("b", "c"):
+        registry.join_room(code, name, address=A)
+    with pytest.raises(NameTaken):  # a failure spends no join
+        registry.join_room(code, "b", address=A)
+    registry.join_room(code, "d", address=A)
+    with pytest.raises(TooManyAttempts) as info:
+        registry.join_room(code, "e", address=A)
+    assert info.value.retry_after == pytest.approx(20)  # 3 a minute
+    with pytest.raises(TooManyAttempts):  # a refused join took no seat either
+        registry.join_room(code, "e", address=A)
+    registry.join_room(code, "e", address=B)
+    clock.advance(20)
+    registry.join_room(code, "f", address=A)
 
 
 # -- rooms and memory --------------------------------------------------------------

@@ -21,6 +21,7 @@ from chatapp.rooms import NoFreeCode
 from chatapp.rooms import RoomFull
 from chatapp.rooms import RoomNotFound
 from chatapp.rooms import StoreUnavailable
+from chatapp.rooms import TooManyAttempts
 
 bp = Blueprint("lobby", __name__)
 
@@ -44,24 +45,19 @@ def enter() -> ResponseReturnValue:
     address = address_key(request.remote_addr)
     registry = get_registry()
     try:
-        if action == "create" and not registry.may_create(address):
-            return render_lobby(form, 429, TOO_MANY)
-        if action == "join" and not registry.may_join(address):
-            return render_lobby(form, 429, TOO_MANY)
         if action is None:
             return render_lobby(form, 400, "Choose either Create a room or Join room.")
         if not form.validate():
-            if action == "join":
-                registry.record_join_failure(address)
+            registry.refuse_form(action, address)
             return render_lobby(form, 400)
         if action == "create":
-            membership = registry.create_room(form.name.data)
-            registry.record_creation(address)
+            membership = registry.create_room(form.name.data, address)
         else:
             held = memberships.find(form.code.data)
-            membership = registry.join_room(form.code.data, form.name.data, held)
+            membership = registry.join_room(form.code.data, form.name.data, held, address)
+    except TooManyAttempts:
+        return render_lobby(form, 429, TOO_MANY)
     except (RoomNotFound, NameTaken, RoomFull) as refusal:
-        registry.record_join_failure(address)
         return render_lobby(form, 400, field_error=refusal)
     except NoFreeCode:
         return render_lobby(form, 503, "No free room code right now. Try again in a moment.")
