@@ -37,6 +37,8 @@ class Config:
     # Limits that keep a public instance up (README, Configuration): a
     # classroom behind one NAT (30 people, two tabs each, joining within a
     # minute) never meets them; an abuser meets them at once.
+    MAX_ROOMS = 1000  # rooms at their limits take at most ~0.5-1 GiB in memory (README)
+    ROOMS_PER_ADDRESS = 20  # more than a class's groups; one address cannot fill MAX_ROOMS
     ROOM_HISTORY_BYTES = 65536  # 500 lines of 131 bytes: no room grows big by long lines
     JOINS_PER_MINUTE = 60  # a class of 30 joining twice within the minute
 

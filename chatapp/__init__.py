@@ -186,6 +186,8 @@ def _make_registry(app: Flask) -> RoomRegistry:
         history_limit=cfg["ROOM_HISTORY_LIMIT"],
         idle_ttl=cfg["ROOM_IDLE_TTL"],
         leave_grace=cfg["LEAVE_GRACE_SECONDS"],
+        max_rooms=cfg["MAX_ROOMS"],
+        rooms_per_address=cfg["ROOMS_PER_ADDRESS"],
         history_bytes=cfg["ROOM_HISTORY_BYTES"],
     )
     settings = Settings(

@@ -26,6 +26,7 @@ from chatapp.names import normalize_name
 from chatapp.stores.base import AddOutcome
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
@@ -44,6 +45,7 @@ __all__ = [
     "RoomNotFound",
     "RoomRegistry",
     "SendRefused",
+    "ServerFull",
     "StoreUnavailable",
     "TooManyAttempts",
     "Welcome",
@@ -76,6 +78,10 @@ class RoomFull(ValueError):
 
 class NoFreeCode(RuntimeError):
     """A bounded number of random draws found no unused room code."""
+
+
+class ServerFull(RuntimeError):
+    """``MAX_ROOMS`` rooms live: no room can be created now."""
 
 
 class TooManyAttempts(PermissionError):
@@ -212,7 +218,8 @@ class RoomRegistry:
         """Create a room with a fresh code and seat its creator (pending).
 
         ``address`` is the client's address key (chatapp.addresses). Raise
-        TooManyAttempts, recording nothing, past CREATES_PER_MINUTE.
+        TooManyAttempts past CREATES_PER_MINUTE or ROOMS_PER_ADDRESS, and
+        ServerFull at MAX_ROOMS; a refused creation records nothing.
         """
         self._admit("create", address, self.settings.creates_per_minute)
         name = self.normalize_name(raw_name)
@@ -223,9 +230,15 @@ class RoomRegistry:
         creator = self._new_member(self.new_member_id(), name, now)
         for _ in range(self.settings.code_draws):
             code = self.draw_code(self.settings.code_length)
-            if self.store.create_room(code, creator, now):
-                self._take_token("create", address, self.settings.creates_per_minute)
-                return Membership(code, creator.member_id, name)
+            created = self.store.create_room(code, creator, address, now)
+            if created.outcome is CreateOutcome.CODE_TAKEN:
+                continue
+            if created.outcome is CreateOutcome.TOO_MANY_ROOMS:
+                raise TooManyAttempts(created.retry_after, "too_many_rooms")
+            if created.outcome is CreateOutcome.SERVER_FULL:
+                raise ServerFull()
+            self._take_token("create", address, self.settings.creates_per_minute)
+            return Membership(code, creator.member_id, name)
         raise NoFreeCode()
 
     def join_room(

@@ -131,6 +131,7 @@ def live(tmp_path):
                 "CREATES_PER_MINUTE": 1000,
                 "JOIN_FAILURES_PER_MINUTE": 1000,
                 "JOINS_PER_MINUTE": 1000,
+                "ROOMS_PER_ADDRESS": 1000,
                 **settings,
             },
             tmp_path / f"s{len(servers)}",

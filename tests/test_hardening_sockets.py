@@ -346,6 +346,7 @@ def server(tmp_path_factory):
             "CREATES_PER_MINUTE": 10**6,
             "JOIN_FAILURES_PER_MINUTE": 10**6,
             "JOINS_PER_MINUTE": 10**6,
+            "ROOMS_PER_ADDRESS": 10**6,
             **FREE_SENDING,
         },
         tmp_path_factory.mktemp("hardening-sockets"),

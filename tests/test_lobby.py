@@ -239,6 +239,15 @@ def test_joins_per_minute_per_address(app, code):
     assert elsewhere.status_code == 303  # the refused join did not take the name
 
 
+@pytest.mark.settings(MAX_ROOMS=1)
+def test_server_full(app, client, code, registry):
+    response = post(client, name="bob", create="")
+    assert response.status_code == 503
+    assert b"the server is full" in response.data
+    assert session_codes(client) == [] and list(registry.store._rooms) == [code]
+    assert post(client, name="bob", code=code, join="").status_code == 303  # joins go on
+
+
 def test_room_page_for_strangers_redirects_to_lobby(client, code):
     response = client.get(f"/room/{code.lower()}")
     assert response.status_code == 303

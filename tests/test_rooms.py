@@ -24,6 +24,7 @@ from chatapp.rooms import RoomFull
 from chatapp.rooms import RoomNotFound
 from chatapp.rooms import RoomRegistry
 from chatapp.rooms import SendRefused
+from chatapp.rooms import ServerFull
 from chatapp.rooms import Settings
 from chatapp.rooms import TooManyAttempts
 from chatapp.rooms import utc_timestamp
@@ -69,6 +70,8 @@ def make_registry(make_store):
             "history_limit",
             "idle_ttl",
             "former_limit",
+            "max_rooms",
+            "rooms_per_address",
             "history_bytes",
         }
         limits = {"max_members": 200, "history_limit": 500, "idle_ttl": 600}
@@ -197,24 +200,30 @@ def test_join_room_full(make_registry, clock):
         registry.join_room(ada.code, "cy")
 
 
-def test_concurrent_joins_for_one_name_seat_exactly_one(make_registry, clock):
-    registry = make_registry(clock)
-    code = registry.create_room("ada").code
+def race(count, attempt, refusal):
+    """Run ``attempt(i)`` in ``count`` threads at once; return what went through and what not."""
     won, lost = [], []
-    barrier = threading.Barrier(16)
+    barrier = threading.Barrier(count)
 
-    def join(i):
+    def run(i):
         barrier.wait()
         try:
-            won.append(registry.join_room(code, "Bob" if i % 2 else "bob"))
-        except NameTaken:
+            won.append(attempt(i))
+        except refusal:
             lost.append(i)
 
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(16)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return won, lost
+
+
+def test_concurrent_joins_for_one_name_seat_exactly_one(make_registry, clock):
+    registry = make_registry(clock)
+    code = registry.create_room("ada").code
+    won, lost = race(16, lambda i: registry.join_room(code, "Bob" if i % 2 else "bob"), NameTaken)
     assert len(won) == 1 and len(lost) == 15
 
 
@@ -223,21 +232,7 @@ def test_concurrent_joins_for_the_last_seat_seat_exactly_one(make_registry, cloc
     code = registry.create_room("ada").code
     for name in ["b", "c", "d"]:
         registry.join_room(code, name)
-    won, full = [], []
-    barrier = threading.Barrier(12)
-
-    def join(i):
-        barrier.wait()
-        try:
-            won.append(registry.join_room(code, f"late{i}"))
-        except RoomFull:
-            full.append(i)
-
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, full = race(12, lambda i: registry.join_room(code, f"late{i}"), RoomFull)
     assert len(won) == 1 and len(full) == 11
 
 
@@ -755,6 +750,70 @@ def test_joins_per_minute(make_registry, clock):
 
 
 # -- rooms and memory --------------------------------------------------------------
+
+
+def test_max_rooms(make_registry, clock):
+    registry = make_registry(clock, max_rooms=2, idle_ttl=600)
+    first = registry.create_room("ada", A)
+    registry.connect(first.code, first.member_id, "tab")  # busy: it never expires
+    clock.advance(100)
+    second = registry.create_room("bob", B)
+    with pytest.raises(ServerFull):
+        registry.create_room("cy", "10.0.0.3")
+    clock.advance(599)
+    with pytest.raises(ServerFull):
+        registry.create_room("cy", "10.0.0.3")
+    clock.advance(1)  # the second, never connected, expired: its slot is free
+    third = registry.create_room("cy", "10.0.0.3")
+    with pytest.raises(RoomNotFound):
+        registry.join_room(second.code, "dan")
+    with pytest.raises(ServerFull):
+        registry.create_room("dan", "10.0.0.4")
+    registry.join_room(third.code, "dan")  # joins are not creations
+
+
+def test_rooms_per_address(make_registry, clock):
+    registry = make_registry(clock, rooms_per_address=2, creates_per_minute=100)
+    busy = registry.create_room("ada", A)
+    registry.connect(busy.code, busy.member_id, "tab")
+    clock.advance(100)
+    registry.create_room("ada", A)
+    with pytest.raises(TooManyAttempts) as info:
+        registry.create_room("ada", A)
+    assert info.value.reason == "too_many_rooms"
+    assert info.value.retry_after == pytest.approx(600)  # when the idle one expires
+    registry.create_room("bob", B)  # another address has its own
+    clock.advance(600)
+    registry.create_room("ada", A)  # the idle one expired; the busy one still counts
+    with pytest.raises(TooManyAttempts) as info:
+        registry.create_room("ada", A)
+    assert info.value.retry_after == pytest.approx(600)
+
+
+def test_rooms_per_address_counts_only_rooms_the_address_created(make_registry, clock):
+    # The code of A's expired room is drawn again for B: that room is B's.
+    codes = ["AAAA", "AAAA", "BBBB", "CCCC"]
+    registry = make_registry(clock, codes=codes, rooms_per_address=1, idle_ttl=600)
+    registry.create_room("ada", A)
+    clock.advance(600)
+    reused = registry.create_room("bob", B)
+    assert reused.code == "AAAA"
+    registry.connect(reused.code, reused.member_id, "tab")
+    assert registry.create_room("ada", A).code == "BBBB"
+    with pytest.raises(TooManyAttempts):
+        registry.create_room("bob", B)
+
+
+def test_concurrent_creations_from_one_address_stop_at_the_limit(make_registry, clock):
+    registry = make_registry(clock, rooms_per_address=3, creates_per_minute=1000)
+    # A second registry over the same store kind (a second RedisStore: another process).
+    other = make_registry(clock, rooms_per_address=3, creates_per_minute=1000)
+    if isinstance(registry.store, MemoryStore):
+        other = registry  # memory is one process's: one store
+    made, refused = race(
+        12, lambda i: (registry if i % 2 else other).create_room(f"p{i}", A), TooManyAttempts
+    )
+    assert len(made) == 3 and len(refused) == 9
 
 
 def post_lines(registry, seat, *texts):

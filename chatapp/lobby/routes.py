@@ -20,6 +20,7 @@ from chatapp.rooms import NameTaken
 from chatapp.rooms import NoFreeCode
 from chatapp.rooms import RoomFull
 from chatapp.rooms import RoomNotFound
+from chatapp.rooms import ServerFull
 from chatapp.rooms import StoreUnavailable
 from chatapp.rooms import TooManyAttempts
 
@@ -27,6 +28,12 @@ bp = Blueprint("lobby", __name__)
 
 TOO_MANY = "Too many attempts from your network. Wait a minute and try again."
 UNAVAILABLE = "The chat is unavailable right now. Try again in a moment."
+# What the lobby says when no room can be had now, and the reason logged.
+OUTAGES: dict[type[Exception], tuple[str, str]] = {
+    ServerFull: ("Sorry, the server is full. Try again later.", "server_full"),
+    NoFreeCode: ("No free room code right now. Try again in a moment.", "unavailable"),
+    StoreUnavailable: (UNAVAILABLE, "unavailable"),
+}
 
 
 @bp.get("/")
@@ -55,14 +62,13 @@ def enter() -> ResponseReturnValue:
         else:
             held = memberships.find(form.code.data)
             membership = registry.join_room(form.code.data, form.name.data, held, address)
-    except TooManyAttempts:
-        return render_lobby(form, 429, TOO_MANY)
+    except TooManyAttempts as refusal:
+        return render_lobby(form, 429, TOO_MANY, reason=refusal.reason)
     except (RoomNotFound, NameTaken, RoomFull) as refusal:
         return render_lobby(form, 400, field_error=refusal)
-    except NoFreeCode:
-        return render_lobby(form, 503, "No free room code right now. Try again in a moment.")
-    except StoreUnavailable:
-        return render_lobby(form, 503, UNAVAILABLE)
+    except (ServerFull, NoFreeCode, StoreUnavailable) as outage:
+        message, reason = OUTAGES[type(outage)]
+        return render_lobby(form, 503, message, reason=reason)
     memberships.remember(membership)
     log_event("seat", room=membership.code, action=action)
     return redirect(url_for("room.chat", code=membership.code), 303)
@@ -73,12 +79,11 @@ def render_lobby(
     status: int,
     form_error: str | None = None,
     field_error: Exception | None = None,
+    reason: str | None = None,
 ) -> ResponseReturnValue:
     """Render the lobby again with an error next to the right field."""
-    if field_error is not None:
-        reason = type(field_error).__name__
-    else:
-        reason = {429: "rate_limited", 503: "unavailable"}.get(status, "invalid_form")
+    if reason is None:
+        reason = type(field_error).__name__ if field_error is not None else "invalid_form"
     fields = [field.name for field in (form.name, form.code) if field.errors]
     log_event("lobby_refused", status=status, action=form.action, reason=reason, fields=fields)
     if form_error is not None:

@@ -22,6 +22,8 @@ from chatapp.stores.base import Appended
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Connected
 from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import Created
+from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
 from chatapp.stores.base import Message
@@ -46,6 +48,7 @@ class _Member:
 @dataclass(slots=True)
 class _Room:
     code: str
+    creator: str  # the address key of the client that created it
     history: deque[Message]
     history_bytes: int = 0  # UTF-8 bytes of the retained messages' text
     members: dict[str, _Member] = field(default_factory=dict)
@@ -66,6 +69,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._rooms: dict[str, _Room] = {}
         self._expiries: list[tuple[float, str]] = []  # (deadline, code), may be stale
+        # Creator address -> codes of the rooms it created that exist.
+        self._by_address: dict[str, set[str]] = {}
         self._buckets: dict[str, tuple[float, float, float, int]] = {}
 
     # -- rooms -------------------------------------------------------------
@@ -73,16 +78,23 @@ class MemoryStore:
     def ping(self) -> None:
         """Return at once: memory is always reachable."""
 
-    def create_room(self, code: str, creator: NewMember, now: float) -> bool:
-        """Create room ``code`` with its creator pending; False if it exists."""
+    def create_room(self, code: str, creator: NewMember, address: str, now: float) -> Created:
+        """Create room ``code`` with its creator pending, unless a limit says no."""
         with self._lock:
-            if self._live_room(code, now) is not None:
-                return False
-            room = _Room(code, deque())
+            self._purge_rooms(now)  # from here on, every room counted lives
+            mine = self._by_address.get(address, set())
+            if len(mine) >= self.limits.rooms_per_address:
+                return Created(CreateOutcome.TOO_MANY_ROOMS, self._soonest_expiry(mine, now))
+            if len(self._rooms) >= self.limits.max_rooms:
+                return Created(CreateOutcome.SERVER_FULL)
+            if code in self._rooms:
+                return Created(CreateOutcome.CODE_TAKEN)
+            room = _Room(code, address, deque())
             self._rooms[code] = room
+            self._by_address.setdefault(address, set()).add(code)
             self._seat(room, creator)
             self._set_idle(room, now)  # until a member connects
-            return True
+            return Created(CreateOutcome.CREATED)
 
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""
@@ -285,13 +297,7 @@ class MemoryStore:
     def purge(self, now: float) -> int:
         """Delete expired rooms and full buckets; return how many rooms went."""
         with self._lock:
-            gone = 0
-            while self._expiries and self._expiries[0][0] <= now:
-                _, code = heapq.heappop(self._expiries)
-                room = self._rooms.get(code)
-                if room is not None and self._expired(room, now):
-                    del self._rooms[code]
-                    gone += 1
+            gone = self._purge_rooms(now)
             for key, (tokens, at, rate, burst) in list(self._buckets.items()):
                 if tokens + (now - at) * rate >= burst:
                     del self._buckets[key]
@@ -299,10 +305,34 @@ class MemoryStore:
 
     # -- helpers (called with the lock held) -------------------------------
 
+    def _purge_rooms(self, now: float) -> int:
+        """Delete every expired room (the heap holds each idle room's deadline)."""
+        gone = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            _, code = heapq.heappop(self._expiries)
+            room = self._rooms.get(code)
+            if room is not None and self._expired(room, now):
+                self._delete(room)
+                gone += 1
+        return gone
+
+    def _delete(self, room: _Room) -> None:
+        del self._rooms[room.code]
+        codes = self._by_address[room.creator]
+        codes.discard(room.code)
+        if not codes:
+            del self._by_address[room.creator]
+
+    def _soonest_expiry(self, codes: set[str], now: float) -> float:
+        """Return the seconds until the first of these rooms expires (idle_ttl if busy)."""
+        rooms = (self._rooms[code] for code in codes)
+        idle = [room.idle_since for room in rooms if room.idle_since is not None]
+        return min(idle) + self.limits.idle_ttl - now if idle else self.limits.idle_ttl
+
     def _live_room(self, code: str, now: float) -> _Room | None:
         room = self._rooms.get(code)
         if room is not None and self._expired(room, now):
-            del self._rooms[code]
+            self._delete(room)
             return None
         return room
 

@@ -7,6 +7,8 @@
 --   a room expires idle_ttl after it was created  live_room, set_idle,      _live_room, _expired,
 --     or its last present member ended (pending   set_busy, create_room,    _set_idle, create_room,
 --     members keep no room alive)                 end_membership            _end
+--   max_rooms, rooms_per_address (live rooms)     ops.create_room,          create_room,
+--                                                 index_room, delete_room   _purge_rooms, _delete
 --   history: at most history_limit messages and   record                    _record
 --     history_bytes of text; cids of dropped
 --     messages are forgotten
@@ -26,8 +28,8 @@
 --          or slowed Redis), does nothing and answers "~late",
 -- ARGV[6...] the operation's arguments.
 --
--- A room is a hash (last message id, join sequence, idle-since, bytes:
--- its history's text bytes) plus:
+-- A room is a hash (last message id, join sequence, idle-since, cr: its
+-- creator's address key, bytes: its history's text bytes) plus:
 --   :m  member id -> member JSON     :h  name key -> member id
 --   :f  ended (renewable) member id -> {n, k}, :fo their order
 --   :o  present members by join order (the `members` list)
@@ -37,6 +39,13 @@
 -- Member JSON: n name, k name keys, cb connect-by deadline, p present (0/1),
 -- cs connections {id: lease deadline}, e epoch (bumped when the last
 -- connection goes), st/sa send tokens and when, ty last relayed typing.
+--
+-- Global keys: "<prefix>rooms", a sorted set of every room code by the
+-- deadline its room expires at (+inf while a member is present), so that
+-- rooms are counted without a scan; "<prefix>addr:<address key>", the same
+-- for the rooms one address created. Entries past their deadline are
+-- dropped when a room is created (their rooms expired); an address's set
+-- expires a minute after its last room does.
 --
 -- Every message recorded here is published at once to each other process
 -- in :s, on its own channel "<prefix>host:<id>", as JSON {r: code, m:
@@ -55,6 +64,8 @@ local M, H, F, FO, O, L, C, CI, S =
 local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI, S}
 local CODE = string.match(R, '{(.*)}')
 local PREFIX = string.match(LEASES, '^(.*)leases$')
+local ROOMS = PREFIX .. 'rooms'
+local function address_rooms(address) return PREFIX .. 'addr:' .. address end
 -- A member whose last connection went holds this lease entry for the leave
 -- grace, so that any live process ends the membership if the process that
 -- saw it go dies first (or is shutting down).
@@ -63,7 +74,25 @@ local function gone_entry(id) return CODE .. '|' .. id .. '|~gone' end
 -- helpers --------------------------------------------------------------------
 
 local function delete_room()
+  local creator = redis.call('HGET', R, 'cr')
+  if creator then redis.call('ZREM', address_rooms(creator), CODE) end
+  redis.call('ZREM', ROOMS, CODE)
   redis.call('DEL', unpack(ROOM_KEYS))
+end
+
+-- Keep the room's entries in ROOMS and its creator's set at its deadline.
+local function index_room(deadline)
+  redis.call('ZADD', ROOMS, deadline, CODE)
+  local creator = redis.call('HGET', R, 'cr')
+  if not creator then return end  -- a room made before creators were kept
+  local mine = address_rooms(creator)
+  redis.call('ZADD', mine, deadline, CODE)
+  local last = redis.call('ZRANGE', mine, -1, -1, 'WITHSCORES')[2]
+  if last == 'inf' then
+    redis.call('PERSIST', mine)
+  else
+    redis.call('PEXPIREAT', mine, math.floor((tonumber(last) + 60) * 1000))
+  end
 end
 
 -- The room as it is now, or nil when it does not exist or has expired.
@@ -81,12 +110,14 @@ end
 -- safety net under the lazy check above.
 local function set_idle(since)
   redis.call('HSET', R, 'idle', since)
+  index_room(since + LIMITS.idle_ttl)
   local at = math.floor((since + LIMITS.idle_ttl + 60) * 1000)
   for _, key in ipairs(ROOM_KEYS) do redis.call('PEXPIREAT', key, at) end
 end
 
 local function set_busy()
   redis.call('HSET', R, 'idle', '')
+  index_room('+inf')
   for _, key in ipairs(ROOM_KEYS) do redis.call('PERSIST', key) end
 end
 
@@ -263,14 +294,31 @@ function ops.ping()
   return 1
 end
 
--- ARGV: member_id, name, keys JSON, connect_by
+-- The seconds until the first of an address's rooms expires (idle_ttl
+-- when every one is busy).
+local function soonest_expiry(mine)
+  local first = redis.call('ZRANGE', mine, 0, 0, 'WITHSCORES')[2]
+  if first == 'inf' then return LIMITS.idle_ttl end
+  return tonumber(first) - NOW
+end
+
+-- ARGV: member_id, name, keys JSON, connect_by, the creator's address key
 function ops.create_room()
-  if live_room() then return 0 end
+  local address = ARGV[10]
+  local mine = address_rooms(address)
+  -- Entries whose deadline passed stand for expired rooms.
+  redis.call('ZREMRANGEBYSCORE', mine, '-inf', NOW)
+  if redis.call('ZCARD', mine) >= LIMITS.rooms_per_address then
+    return {'too_many_rooms', tostring(soonest_expiry(mine))}
+  end
+  redis.call('ZREMRANGEBYSCORE', ROOMS, '-inf', NOW)
+  if redis.call('ZCARD', ROOMS) >= LIMITS.max_rooms then return {'server_full'} end
+  if live_room() then return {'code_taken'} end
   delete_room()
-  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '', 'bytes', 0)
+  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '', 'bytes', 0, 'cr', address)
   seat(ARGV[6], ARGV[7], cjson.decode(ARGV[8]), tonumber(ARGV[9]))
   set_idle(NOW)  -- until a member connects
-  return 1
+  return {'created'}
 end
 
 -- ARGV: member_id, name, keys JSON, connect_by
