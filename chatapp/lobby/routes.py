@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 from flask import Blueprint
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import Response
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 
 from chatapp import memberships
 from chatapp.addresses import address_key
@@ -63,7 +68,7 @@ def enter() -> ResponseReturnValue:
             held = memberships.find(form.code.data)
             membership = registry.join_room(form.code.data, form.name.data, held, address)
     except TooManyAttempts as refusal:
-        return render_lobby(form, 429, TOO_MANY, reason=refusal.reason)
+        return too_many_attempts(action, refusal)
     except (RoomNotFound, NameTaken, RoomFull) as refusal:
         return render_lobby(form, 400, field_error=refusal)
     except (ServerFull, NoFreeCode, StoreUnavailable) as outage:
@@ -72,6 +77,43 @@ def enter() -> ResponseReturnValue:
     memberships.remember(membership)
     log_event("seat", room=membership.code, action=action)
     return redirect(url_for("room.chat", code=membership.code), 303)
+
+
+def too_many_attempts(action: str | None, refusal: TooManyAttempts) -> Response:
+    """Answer 429 with a page made once: a refusal renders nothing, makes no token."""
+    log_event("lobby_refused", status=429, action=action, reason=refusal.reason, fields=[])
+    retry_after = max(1, math.ceil(refusal.retry_after))
+    return Response(
+        _too_many_page(request.script_root),
+        429,
+        {"Retry-After": str(retry_after), "Content-Type": "text/html; charset=utf-8"},
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _too_many_page(script_root: str) -> bytes:
+    """Return the 429 page, the same for everyone under one script root."""
+    lobby = escape(url_for("lobby.index"))
+    stylesheet = escape(url_for("static", filename="css/app.css"))
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Too many attempts · chatapp</title>
+  <link rel="stylesheet" href="{stylesheet}">
+</head>
+<body class="page">
+  <main id="main" class="site-main">
+    <div class="error-page card">
+      <h1 class="error-title">Too many attempts</h1>
+      <p class="error-description">{TOO_MANY}</p>
+      <p><a class="button button--primary" href="{lobby}">Back to the lobby</a></p>
+    </div>
+  </main>
+</body>
+</html>
+""".encode()
 
 
 def render_lobby(
