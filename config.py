@@ -34,9 +34,14 @@ class Config:
     JOIN_FAILURES_PER_MINUTE = 20
     CREATES_PER_MINUTE = 10
 
-    # Limits that keep a public instance up (PROTOCOL.md, version 2). A
-    # classroom behind one NAT (30 people, two tabs each, joining within a
-    # minute) never meets them; a script from one address meets them at once.
+    # Limits that keep a public instance up (PROTOCOL.md version 2; README,
+    # "Limits that keep a public instance up"). A classroom behind one NAT (30
+    # people, two tabs each, joining within a minute) never meets them; a
+    # script from one address meets them at once.
+    MAX_ROOMS = 1000  # rooms at their limits take at most ~0.5-1 GiB in memory (README)
+    ROOMS_PER_ADDRESS = 20  # more than a class's groups; one address cannot fill MAX_ROOMS
+    ROOM_HISTORY_BYTES = 65536  # 500 lines of 131 bytes: no room grows big by long lines
+    JOINS_PER_MINUTE = 60  # a class of 30 joining twice within the minute
     # Engine.IO sessions (WebSocket or long-polling) open at once per client
     # address, in this process: 60 tabs, and room for reloads and phones
     # whose dropped sessions have not timed out yet.
@@ -64,7 +69,7 @@ class Config:
     CONNECTION_LEASE_SECONDS = 15
 
     # Fixed by the protocol; settings so that tests can shorten them.
-    CONNECT_TIMEOUT_SECONDS = 60
+    MEMBER_CONNECT_SECONDS = 60  # a form join that never connects ends after this
     TYPING_INTERVAL_SECONDS = 2
 
     # Seconds between full garbage collections under ``python -m chatapp``

@@ -234,18 +234,22 @@ def _make_registry(app: Flask) -> RoomRegistry:
         history_limit=cfg["ROOM_HISTORY_LIMIT"],
         idle_ttl=cfg["ROOM_IDLE_TTL"],
         leave_grace=cfg["LEAVE_GRACE_SECONDS"],
+        max_rooms=cfg["MAX_ROOMS"],
+        rooms_per_address=cfg["ROOMS_PER_ADDRESS"],
+        history_bytes=cfg["ROOM_HISTORY_BYTES"],
     )
     settings = Settings(
         code_length=cfg["ROOM_CODE_LENGTH"],
         name_max_length=cfg["NAME_MAX_LENGTH"],
         message_max_length=cfg["MESSAGE_MAX_LENGTH"],
         history_on_join=cfg["HISTORY_ON_JOIN"],
-        connect_timeout=cfg["CONNECT_TIMEOUT_SECONDS"],
+        member_connect_timeout=cfg["MEMBER_CONNECT_SECONDS"],
         send_rate=cfg["SEND_RATE"],
         send_burst=cfg["SEND_BURST"],
         typing_interval=cfg["TYPING_INTERVAL_SECONDS"],
         join_failures_per_minute=cfg["JOIN_FAILURES_PER_MINUTE"],
         creates_per_minute=cfg["CREATES_PER_MINUTE"],
+        joins_per_minute=cfg["JOINS_PER_MINUTE"],
         connection_lease=cfg["CONNECTION_LEASE_SECONDS"],
     )
     return RoomRegistry(make_store(cfg["STORE"], limits), settings)

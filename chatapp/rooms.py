@@ -26,6 +26,7 @@ from chatapp.names import normalize_name
 from chatapp.stores.base import AddOutcome
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
@@ -44,11 +45,15 @@ __all__ = [
     "RoomNotFound",
     "RoomRegistry",
     "SendRefused",
+    "ServerFull",
     "StoreUnavailable",
+    "TooManyAttempts",
     "Welcome",
 ]
 
 PURGE_INTERVAL_SECONDS = 30.0
+# The address of callers with no client (tests, tools): they share its limits.
+NO_ADDRESS = ""
 CID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Control characters a chat line may not hold: all of C0 and C1 but \t and
 # \n, and lone surrogates (which no UTF-8 encoder can carry).
@@ -73,6 +78,19 @@ class RoomFull(ValueError):
 
 class NoFreeCode(RuntimeError):
     """A bounded number of random draws found no unused room code."""
+
+
+class ServerFull(RuntimeError):
+    """``MAX_ROOMS`` rooms live: no room can be created now."""
+
+
+class TooManyAttempts(PermissionError):
+    """The client address is over a lobby limit; it may try again in ``retry_after`` s."""
+
+    def __init__(self, retry_after: float, reason: str = "rate_limited") -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.reason = reason
 
 
 class NotJoined(PermissionError):
@@ -137,12 +155,13 @@ class Settings:
     name_max_length: int = 32
     message_max_length: int = 2000
     history_on_join: int = 50
-    connect_timeout: float = 60.0
+    member_connect_timeout: float = 60.0  # MEMBER_CONNECT_SECONDS
     send_rate: float = 5.0
     send_burst: int = 10
     typing_interval: float = 2.0
     join_failures_per_minute: int = 20
     creates_per_minute: int = 10
+    joins_per_minute: int = 60
     # How long a shared store keeps a connection its process stopped renewing.
     connection_lease: float = 15.0
 
@@ -195,8 +214,14 @@ class RoomRegistry:
             raise InvalidCode(code)
         return code
 
-    def create_room(self, raw_name: str) -> Membership:
-        """Create a room with a fresh code and seat its creator (pending)."""
+    def create_room(self, raw_name: str, address: str = NO_ADDRESS) -> Membership:
+        """Create a room with a fresh code and seat its creator (pending).
+
+        ``address`` is the client's address key (chatapp.addresses). Raise
+        TooManyAttempts past CREATES_PER_MINUTE or ROOMS_PER_ADDRESS, and
+        ServerFull at MAX_ROOMS; a refused creation records nothing.
+        """
+        self._admit("create", address, self.settings.creates_per_minute)
         name = self.normalize_name(raw_name)
         now = self.clock()
         if now >= self._next_purge:  # expired rooms go lazily; this frees their memory
@@ -205,31 +230,54 @@ class RoomRegistry:
         creator = self._new_member(self.new_member_id(), name, now)
         for _ in range(self.settings.code_draws):
             code = self.draw_code(self.settings.code_length)
-            if self.store.create_room(code, creator, now):
-                return Membership(code, creator.member_id, name)
+            created = self.store.create_room(code, creator, address, now)
+            if created.outcome is CreateOutcome.CODE_TAKEN:
+                continue
+            if created.outcome is CreateOutcome.TOO_MANY_ROOMS:
+                raise TooManyAttempts(created.retry_after, "too_many_rooms")
+            if created.outcome is CreateOutcome.SERVER_FULL:
+                raise ServerFull()
+            self._take_token("create", address, self.settings.creates_per_minute)
+            return Membership(code, creator.member_id, name)
         raise NoFreeCode()
 
-    def join_room(self, raw_code: str, raw_name: str, held: Membership | None = None) -> Membership:
+    def join_room(
+        self,
+        raw_code: str,
+        raw_name: str,
+        held: Membership | None = None,
+        address: str = NO_ADDRESS,
+    ) -> Membership:
         """Seat a member in an existing room (pending until it connects).
 
         ``held`` is the session's earlier membership there, if any. While it
         still has its seat, joining again keeps the seat and its name; once
         it has ended, the member is seated again under the name given now.
+        Raise TooManyAttempts, recording nothing, when ``address`` has no
+        failed joins left or is past JOINS_PER_MINUTE; a join refused for
+        its code, its name or the room counts as a failed join.
         """
-        code = self.normalize_code(raw_code)
-        name = self.normalize_name(raw_name)
-        now = self.clock()
-        member = self._new_member(held.member_id if held else self.new_member_id(), name, now)
-        outcome = self.store.add_member(code, member, now)
-        if outcome is AddOutcome.NO_ROOM:
-            raise RoomNotFound(code)
-        if outcome is AddOutcome.NAME_TAKEN:
-            raise NameTaken(name)
-        if outcome is AddOutcome.FULL:
-            raise RoomFull(code)
-        if outcome is AddOutcome.ALREADY and held is not None:
-            return held
-        return Membership(code, member.member_id, name)
+        self._admit_join(address)
+        try:
+            membership = self._join(raw_code, raw_name, held)
+        except (InvalidCode, InvalidName, RoomNotFound, NameTaken, RoomFull):
+            self._take_token("joinfail", address, self.settings.join_failures_per_minute)
+            raise
+        self._take_token("join", address, self.settings.joins_per_minute)
+        return membership
+
+    def refuse_form(self, action: str, address: str = NO_ADDRESS) -> None:
+        """Count a lobby form refused for its fields: a failed join when joining.
+
+        Raise TooManyAttempts instead, recording nothing, when the address
+        is over its limits for ``action`` (``create`` or ``join``): that
+        answer comes before any other.
+        """
+        if action != "join":
+            self._admit("create", address, self.settings.creates_per_minute)
+            return
+        self._admit_join(address)
+        self._take_token("joinfail", address, self.settings.join_failures_per_minute)
 
     def is_member(self, code: str, member_id: str) -> bool:
         """Tell whether the member may open the room (holds or may renew a seat)."""
@@ -239,24 +287,6 @@ class RoomRegistry:
         """End a membership for good; None when there was none."""
         now = self.clock()
         return self.store.leave(code, member_id, utc_timestamp(now), now)
-
-    # -- per-address limits -------------------------------------------------
-
-    def may_create(self, address: str) -> bool:
-        """Tell whether the address may still create a room this minute."""
-        return self._tokens("create", address, self.settings.creates_per_minute) >= 1
-
-    def record_creation(self, address: str) -> None:
-        """Count a room created from the address."""
-        self._take_token("create", address, self.settings.creates_per_minute)
-
-    def may_join(self, address: str) -> bool:
-        """Tell whether the address may still try to join (failures left)."""
-        return self._tokens("joinfail", address, self.settings.join_failures_per_minute) >= 1
-
-    def record_join_failure(self, address: str) -> None:
-        """Count a failed join from the address."""
-        self._take_token("joinfail", address, self.settings.join_failures_per_minute)
 
     # -- connections ----------------------------------------------------------
 
@@ -341,14 +371,40 @@ class RoomRegistry:
 
     # -- helpers --------------------------------------------------------------
 
-    def _tokens(self, kind: str, address: str, per_minute: int) -> float:
-        return self.store.tokens(f"{kind}:{address}", per_minute / 60, per_minute, self.clock())
+    def _join(self, raw_code: str, raw_name: str, held: Membership | None) -> Membership:
+        code = self.normalize_code(raw_code)
+        name = self.normalize_name(raw_name)
+        now = self.clock()
+        member = self._new_member(held.member_id if held else self.new_member_id(), name, now)
+        outcome = self.store.add_member(code, member, now)
+        if outcome is AddOutcome.NO_ROOM:
+            raise RoomNotFound(code)
+        if outcome is AddOutcome.NAME_TAKEN:
+            raise NameTaken(name)
+        if outcome is AddOutcome.FULL:
+            raise RoomFull(code)
+        if outcome is AddOutcome.ALREADY and held is not None:
+            return held
+        return Membership(code, member.member_id, name)
+
+    def _admit_join(self, address: str) -> None:
+        # Failed joins first: once they are spent, even a right guess is refused.
+        self._admit("joinfail", address, self.settings.join_failures_per_minute)
+        self._admit("join", address, self.settings.joins_per_minute)
+
+    def _admit(self, kind: str, address: str, per_minute: int) -> None:
+        """Raise TooManyAttempts unless bucket ``kind`` of the address holds a token."""
+        rate = per_minute / 60
+        tokens = self.store.tokens(f"{kind}:{address}", rate, per_minute, self.clock())
+        if tokens < 1:
+            raise TooManyAttempts((1 - tokens) / rate)
 
     def _take_token(self, kind: str, address: str, per_minute: int) -> None:
         self.store.take_token(f"{kind}:{address}", per_minute / 60, per_minute, self.clock())
 
     def _new_member(self, member_id: str, name: str, now: float) -> NewMember:
-        return NewMember(member_id, name, name_keys(name), now + self.settings.connect_timeout)
+        connect_by = now + self.settings.member_connect_timeout
+        return NewMember(member_id, name, name_keys(name), connect_by)
 
     def _parse_send(self, payload: object) -> tuple[str, str | None]:
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):

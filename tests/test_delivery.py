@@ -331,7 +331,7 @@ def ada_and_bob(redis_url: str) -> tuple[RedisStore, RedisStore, float]:
     """Two RedisStores (two processes); ada and bob seated in room ABCD, not connected."""
     here, there = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
     now = time.time()
-    here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    here.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), "10.0.0.1", now)
     here.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
     return here, there, now
 
@@ -482,7 +482,7 @@ def test_lines_sent_together_survive_redis_losing_its_scripts(redis_url):
     store = RedisStore(redis_url, LIMITS)
     now = time.time()
     for code, name in (("ABCD", "ada"), ("EFGH", "bob")):
-        store.create_room(code, NewMember(name, name, (name,), now + 60), now)
+        store.create_room(code, NewMember(name, name, (name,), now + 60), "10.0.0.1", now)
         store.connect(code, name, "c1", None, 50, "ts", now, now + 30)
     store.client.script_flush()
     ids = {"ABCD": [], "EFGH": []}
@@ -528,10 +528,10 @@ def evalsha_calls(store: RedisStore) -> int:
 def test_a_rooms_lines_sent_together_are_one_call_each_line_with_its_own_outcome(redis_url):
     store = RedisStore(redis_url, LIMITS)
     now = time.time()
-    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), "10.0.0.1", now)
     store.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)  # never connects
     store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
-    store.create_room("EFGH", NewMember("cy", "cy", ("cy",), now + 60), now)
+    store.create_room("EFGH", NewMember("cy", "cy", ("cy",), now + 60), "10.0.0.1", now)
     store.connect("EFGH", "cy", "c1", None, 50, "ts", now, now + 30)
     calls = [  # ada may send 2 at once, then 1 a second
         together(store, "ABCD", now, "one", "ada", "k1", 1, 2),

@@ -133,6 +133,8 @@ def live(tmp_path):
                 "INPUT_BYTES_PER_SECOND": 10**9,
                 "CREATES_PER_MINUTE": 1000,
                 "JOIN_FAILURES_PER_MINUTE": 1000,
+                "JOINS_PER_MINUTE": 1000,
+                "ROOMS_PER_ADDRESS": 1000,
                 **settings,
             },
             tmp_path / f"s{len(servers)}",

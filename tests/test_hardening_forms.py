@@ -73,10 +73,16 @@ def expected_name(raw: str) -> str:
 
 @pytest.fixture(scope="module")
 def lobby_app():
-    """One app for many examples; the per-address limits out of the way."""
+    """One app for many examples; the per-address limits and MAX_ROOMS out of the way."""
     return create_app(
         "config.TestingConfig",
-        {"CREATES_PER_MINUTE": 10**9, "JOIN_FAILURES_PER_MINUTE": 10**9},
+        {
+            "CREATES_PER_MINUTE": 10**9,
+            "JOIN_FAILURES_PER_MINUTE": 10**9,
+            "JOINS_PER_MINUTE": 10**9,
+            "ROOMS_PER_ADDRESS": 10**9,
+            "MAX_ROOMS": 10**9,
+        },
     )
 
 

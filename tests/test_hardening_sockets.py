@@ -345,6 +345,8 @@ def server(tmp_path_factory):
             "MAX_FRAME_BYTES": 4096,
             "CREATES_PER_MINUTE": 10**6,
             "JOIN_FAILURES_PER_MINUTE": 10**6,
+            "JOINS_PER_MINUTE": 10**6,
+            "ROOMS_PER_ADDRESS": 10**6,
             # One server for the module, and a fresh socket for every case.
             "HANDSHAKES_PER_MINUTE": 10**6,
             **FREE_SENDING,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
+import flask_wtf.csrf
 import pytest
+from flask import template_rendered
 
 from chatapp import create_app
 from chatapp.memberships import MAX_MEMBERSHIPS
@@ -213,6 +215,119 @@ def test_forwarded_for_used_with_trusted_proxies(app):
     assert join_from("10.0.0.1").status_code == 400
     assert join_from("10.0.0.1").status_code == 429
     assert join_from("10.0.0.2").status_code == 400  # the proxy's nearest entry counts
+
+
+# -- limits: a 429 costs little; a refusal records nothing --------------------------
+
+TOO_MANY = "Too many attempts from your network. Wait a minute and try again."
+
+
+@pytest.fixture
+def renders(app):
+    """The names of the templates the app renders from now on."""
+    seen = []
+
+    def record(sender, template, context, **extra):
+        seen.append(template.name)
+
+    template_rendered.connect(record, app)
+    yield seen
+    template_rendered.disconnect(record, app)
+
+
+@pytest.fixture
+def tokens_made(app, monkeypatch):
+    """Count the CSRF tokens made from now on (by a form or a template)."""
+    made = []
+    real = flask_wtf.csrf.generate_csrf
+
+    def spy(*args, **kwargs):
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flask_wtf.csrf, "generate_csrf", spy)
+    monkeypatch.setitem(app.jinja_env.globals, "csrf_token", spy)
+    return made
+
+
+def assert_too_many(response, retry_after):
+    """Check a cheap 429: the page made once, Retry-After, the security headers."""
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == str(retry_after)
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    html = response.data.decode()
+    assert TOO_MANY in html and "<title>Too many attempts" in html
+    assert '<a class="button button--primary" href="/">Back to the lobby</a>' in html
+    assert "csrf_token" not in html
+
+
+def session_codes(client):
+    with client.session_transaction() as session:
+        return [entry[0] for entry in session.get("rooms", [])]
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=True, JOIN_FAILURES_PER_MINUTE=1)
+def test_too_many_attempts_renders_nothing_and_makes_no_token(client, renders, tokens_made):
+    join = {"name": "bob", "code": "ZZZQ", "join": "", "csrf_token": csrf_token(client)}
+    assert client.post("/", data=join).status_code == 400
+    renders.clear()
+    tokens_made.clear()
+    refused = client.post("/", data=join)
+    assert_too_many(refused, 60)  # 1 failure a minute
+    assert renders == [] and tokens_made == []
+    # An invalid form too: the budget answers first, and records nothing.
+    assert_too_many(client.post("/", data={**join, "name": ""}), 60)
+    assert renders == [] and tokens_made == []
+
+
+@pytest.mark.settings(ROOMS_PER_ADDRESS=2, CREATES_PER_MINUTE=100)
+def test_too_many_rooms_from_one_address(app, client, registry, renders):
+    for _ in range(2):
+        assert post(client, name="ada", create="").status_code == 303
+    renders.clear()
+    refused = post(client, name="ada", create="")
+    assert_too_many(refused, 600)  # until the first idle room expires (ROOM_IDLE_TTL)
+    assert renders == []
+    assert len(session_codes(client)) == 2 and len(registry.store._rooms) == 2
+    other = client.post(
+        "/", data={"name": "ada", "create": ""}, environ_base={"REMOTE_ADDR": "10.9.9.9"}
+    )
+    assert other.status_code == 303
+
+
+@pytest.mark.settings(CREATES_PER_MINUTE=1, JOIN_FAILURES_PER_MINUTE=1)
+def test_every_429_is_the_same_page(app, client):
+    post(client, name="ada", create="")
+    post(client, name="bob", code="ZZZQ", join="")
+    create, join = post(client, name="ada", create=""), post(client, name="bob", join="")
+    assert create.status_code == join.status_code == 429
+    assert create.data == join.data
+
+
+@pytest.mark.settings(JOINS_PER_MINUTE=2)
+def test_joins_per_minute_per_address(app, code, renders):
+    for name in ("bob", "cy"):
+        assert post(app.test_client(), name=name, code=code, join="").status_code == 303
+    late = app.test_client()
+    renders.clear()
+    assert_too_many(post(late, name="dan", code=code, join=""), 30)
+    assert renders == [] and session_codes(late) == []
+    elsewhere = late.post(
+        "/",
+        data={"name": "dan", "code": code, "join": ""},
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+    )
+    assert elsewhere.status_code == 303  # the refused join did not take the name
+
+
+@pytest.mark.settings(MAX_ROOMS=1)
+def test_server_full(app, client, code, registry):
+    response = post(client, name="bob", create="")
+    assert response.status_code == 503
+    assert b"the server is full" in response.data
+    assert session_codes(client) == [] and list(registry.store._rooms) == [code]
+    assert post(client, name="bob", code=code, join="").status_code == 303  # joins go on
 
 
 def test_room_page_for_strangers_redirects_to_lobby(client, code):

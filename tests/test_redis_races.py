@@ -10,18 +10,22 @@ import pytest
 from chatapp.rooms import NameTaken
 from chatapp.rooms import RoomFull
 from chatapp.rooms import RoomRegistry
+from chatapp.rooms import ServerFull
 from chatapp.rooms import Settings
+from chatapp.rooms import TooManyAttempts
 from chatapp.stores import Limits
 from chatapp.stores.redis import RedisStore
 
 pytestmark = pytest.mark.redis
 
 WORKERS = 8
-LIMITS = Limits(max_members=5, history_limit=500, idle_ttl=600)
+LIMITS = Limits(max_members=5, history_limit=500, idle_ttl=600, max_rooms=5, rooms_per_address=3)
 
 
 def registry(url: str) -> RoomRegistry:
-    return RoomRegistry(RedisStore(url, LIMITS), Settings(send_burst=10_000))
+    return RoomRegistry(
+        RedisStore(url, LIMITS), Settings(send_burst=10_000, creates_per_minute=100)
+    )
 
 
 def join_as(args: tuple[str, str, str, float]) -> str:
@@ -34,6 +38,19 @@ def join_as(args: tuple[str, str, str, float]) -> str:
     except RoomFull:
         return "full"
     return "seated"
+
+
+def create_from(args: tuple[str, str, float]) -> str:
+    url, address, start_at = args
+    chat = registry(url)
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        chat.create_room("ada", address)
+    except TooManyAttempts:
+        return "too_many"
+    except ServerFull:
+        return "full"
+    return "created"
 
 
 def send_lines(args: tuple[str, str, str, float]) -> list[int]:
@@ -77,3 +94,15 @@ def test_processes_sending_at_once_get_contiguous_ids(redis_url, pool):
     work = [(redis_url, s.code, s.member_id, start) for s in seats]
     ids = sorted(i for batch in pool.map(send_lines, work) for i in batch)
     assert ids == list(range(5, 5 + 400))
+
+
+def test_processes_creating_from_one_address_stop_at_its_limit(redis_url, pool):
+    start = time.time() + 1.0
+    outcomes = pool.map(create_from, [(redis_url, "10.0.0.1", start)] * WORKERS)
+    assert sorted(outcomes) == ["created"] * 3 + ["too_many"] * (WORKERS - 3)
+
+
+def test_processes_creating_at_once_stop_at_max_rooms(redis_url, pool):
+    start = time.time() + 1.0
+    work = [(redis_url, f"10.0.0.{i}", start) for i in range(WORKERS)]
+    assert sorted(pool.map(create_from, work)) == ["created"] * 5 + ["full"] * (WORKERS - 5)

@@ -48,7 +48,7 @@ def room(redis_proc):
     """A RedisStore on a Redis of this test's own, with ada connected in ABCD."""
     store = RedisStore(redis_proc.url, LIMITS)
     now = time.time()
-    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), now)
+    store.create_room("ABCD", NewMember("ada", "ada", ("ada",), now + 60), "10.0.0.1", now)
     store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
     yield store
     store.client.close()

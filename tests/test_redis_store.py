@@ -8,6 +8,7 @@ unavailable, as when Redis is gone, and the operator's log says why.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -18,6 +19,7 @@ from liveserver import wait_for
 
 from chatapp.stores import Limits
 from chatapp.stores import StoreUnavailable
+from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import NewMember
 from chatapp.stores.redis import _run_together
 from chatapp.stores.redis import RedisStore
@@ -36,7 +38,7 @@ def store(redis_url):
 
 
 def seat(store: RedisStore, code: str, name: str, now: float, connect: bool = True) -> None:
-    store.create_room(code, NewMember(name, name, (name,), now + 60), now)
+    store.create_room(code, NewMember(name, name, (name,), now + 60), "10.0.0.1", now)
     if connect:
         store.connect(code, name, "c1", None, 50, "ts", now, now + 30)
 
@@ -51,6 +53,46 @@ def test_every_key_of_an_idle_room_expires_after_a_stale_member_is_dropped(store
     keys = list(store.client.scan_iter("chat:{ABCD}*"))
     assert "chat:{ABCD}:f" in keys
     assert {key: store.client.pttl(key) > 0 for key in keys} == {key: True for key in keys}
+
+
+def test_rooms_redis_expired_by_itself_free_their_slots(redis_url):
+    # Redis deletes an idle room's keys a minute after it expired (PEXPIREAT),
+    # creator and all: the room indexes forget it by its deadline alone.
+    limits = Limits(max_members=10, history_limit=50, idle_ttl=600, max_rooms=1)
+    store = RedisStore(redis_url, dataclasses.replace(limits, rooms_per_address=1))
+    now = time.time()
+    seat(store, "ABCD", "ada", now - 700, connect=False)  # expired 100 s ago
+    assert list(store.client.scan_iter("chat:{ABCD}*")) == []  # Redis deleted it at once
+    assert store.client.zcard("chat:rooms") == 1  # nothing read the index since
+    ada = NewMember("ada", "ada", ("ada",), now + 60)
+    assert store.create_room("EFGH", ada, "10.0.0.1", now).outcome is CreateOutcome.CREATED
+    assert store.client.zrange("chat:rooms", 0, -1) == ["EFGH"]
+    store.client.close()
+
+
+def test_an_address_index_lives_as_long_as_its_rooms(store):
+    now = time.time()
+    seat(store, "ABCD", "ada", now, connect=False)
+    index = "chat:addr:10.0.0.1"
+    assert store.client.zscore(index, "ABCD") == store.client.zscore("chat:rooms", "ABCD")
+    assert 600 < store.client.ttl(index) <= 660  # the room's deadline, plus Redis's minute
+    store.connect("ABCD", "ada", "c1", None, 50, "ts", now, now + 30)
+    assert store.client.ttl(index) == -1 and store.client.zscore(index, "ABCD") == float("inf")
+    token = store.disconnect("ABCD", "ada", "c1", now + 1)
+    store.end_if_gone("ABCD", "ada", token, "ts", now + 1)
+    assert 600 < store.client.ttl(index) <= 661
+
+
+def test_a_room_recorded_before_byte_counts_is_counted_once(redis_url):
+    store = RedisStore(redis_url, Limits(max_members=10, history_limit=50, idle_ttl=600))
+    now = time.time()
+    seat(store, "ABCD", "ada", now)
+    for text in ("hello", "🦊"):
+        store.append("ABCD", "ada", text, None, "ts", 5, 10, now)
+    store.client.hdel("chat:{ABCD}", "bytes")  # as an older chatapp left it
+    store.append("ABCD", "ada", "é", None, "ts", 5, 10, now)
+    assert store.client.hget("chat:{ABCD}", "bytes") == str(5 + 4 + 2)
+    store.client.close()
 
 
 def test_a_redis_out_of_memory_refuses_calls_as_unavailable_and_records_nothing(store, caplog):

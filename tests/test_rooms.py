@@ -24,7 +24,9 @@ from chatapp.rooms import RoomFull
 from chatapp.rooms import RoomNotFound
 from chatapp.rooms import RoomRegistry
 from chatapp.rooms import SendRefused
+from chatapp.rooms import ServerFull
 from chatapp.rooms import Settings
+from chatapp.rooms import TooManyAttempts
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
 from chatapp.stores import MemoryStore
@@ -63,7 +65,15 @@ def make_registry(make_store):
     """Return ``make(clock=None, codes=None, **limits_and_settings)``."""
 
     def make(clock=None, codes=None, **limits_and_settings) -> RoomRegistry:
-        limit_names = {"max_members", "history_limit", "idle_ttl", "former_limit"}
+        limit_names = {
+            "max_members",
+            "history_limit",
+            "idle_ttl",
+            "former_limit",
+            "max_rooms",
+            "rooms_per_address",
+            "history_bytes",
+        }
         limits = {"max_members": 200, "history_limit": 500, "idle_ttl": 600}
         limits.update({k: v for k, v in limits_and_settings.items() if k in limit_names})
         settings = Settings(
@@ -190,24 +200,30 @@ def test_join_room_full(make_registry, clock):
         registry.join_room(ada.code, "cy")
 
 
-def test_concurrent_joins_for_one_name_seat_exactly_one(make_registry, clock):
-    registry = make_registry(clock)
-    code = registry.create_room("ada").code
+def race(count, attempt, refusal):
+    """Run ``attempt(i)`` in ``count`` threads at once; return what went through and what not."""
     won, lost = [], []
-    barrier = threading.Barrier(16)
+    barrier = threading.Barrier(count)
 
-    def join(i):
+    def run(i):
         barrier.wait()
         try:
-            won.append(registry.join_room(code, "Bob" if i % 2 else "bob"))
-        except NameTaken:
+            won.append(attempt(i))
+        except refusal:
             lost.append(i)
 
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(16)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return won, lost
+
+
+def test_concurrent_joins_for_one_name_seat_exactly_one(make_registry, clock):
+    registry = make_registry(clock)
+    code = registry.create_room("ada").code
+    won, lost = race(16, lambda i: registry.join_room(code, "Bob" if i % 2 else "bob"), NameTaken)
     assert len(won) == 1 and len(lost) == 15
 
 
@@ -216,21 +232,7 @@ def test_concurrent_joins_for_the_last_seat_seat_exactly_one(make_registry, cloc
     code = registry.create_room("ada").code
     for name in ["b", "c", "d"]:
         registry.join_room(code, name)
-    won, full = [], []
-    barrier = threading.Barrier(12)
-
-    def join(i):
-        barrier.wait()
-        try:
-            won.append(registry.join_room(code, f"late{i}"))
-        except RoomFull:
-            full.append(i)
-
-    threads = [threading.Thread(target=join, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, full = race(12, lambda i: registry.join_room(code, f"late{i}"), RoomFull)
     assert len(won) == 1 and len(full) == 11
 
 
@@ -365,12 +367,47 @@ def test_room_idle_ttl_deletes_empty_room(make_registry, clock):
 
 
 def test_room_of_a_creator_who_never_connects_expires(make_registry, clock):
+    # Idle from its creation: the creator's connect-by adds nothing to it.
     registry = make_registry(clock, idle_ttl=600)
     ada = registry.create_room("ada")
-    clock.advance(60 + 599)
+    clock.advance(599)
     assert registry.is_member(ada.code, ada.member_id)
-    clock.advance(2)
+    clock.advance(1)
     assert not registry.is_member(ada.code, ada.member_id)
+
+
+@pytest.mark.parametrize("emptied", [False, True], ids=["new", "emptied"])
+def test_never_connected_joins_do_not_keep_a_room_alive(make_registry, clock, emptied):
+    registry = make_registry(clock, idle_ttl=600)
+    ada = registry.create_room("ada")  # empty from now, if ada never connects
+    if emptied:  # or ada was in a while, then went: empty from then
+        registry.connect(ada.code, ada.member_id, "a1")
+        clock.advance(1000)
+        registry.end_if_gone(
+            ada.code, ada.member_id, registry.disconnect(ada.code, ada.member_id, "a1")
+        )
+    for minute in range(10):  # someone form-joins every minute and never connects
+        registry.join_room(ada.code, f"ghost{minute}")
+        clock.advance(60)
+    with pytest.raises(RoomNotFound):
+        registry.join_room(ada.code, "late")
+
+
+def test_a_member_connecting_keeps_the_room_then_its_end_starts_the_idle_time(make_registry, clock):
+    registry = make_registry(clock, idle_ttl=600)
+    ada = registry.create_room("ada")
+    clock.advance(590)
+    bob = registry.join_room(ada.code, "bob")
+    clock.advance(9)
+    registry.connect(bob.code, bob.member_id, "b1")  # busy: no expiry
+    clock.advance(1000)
+    token = registry.disconnect(bob.code, bob.member_id, "b1")
+    registry.end_if_gone(bob.code, bob.member_id, token)
+    registry.join_room(ada.code, "cy")  # pending: changes nothing
+    clock.advance(599)
+    assert registry.is_member(bob.code, bob.member_id)
+    clock.advance(1)
+    assert not registry.is_member(bob.code, bob.member_id)
 
 
 def test_purge_frees_expired_rooms(make_registry, clock):
@@ -619,35 +656,208 @@ def test_history_of_an_empty_room(registry):
 
 # -- per-address limits -------------------------------------------------------
 
+A, B = "10.0.0.1", "10.0.0.2"
+
 
 def test_creation_limit_per_address(registry, clock):
     for _ in range(10):
-        assert registry.may_create("10.0.0.1")
-        registry.record_creation("10.0.0.1")
-    assert not registry.may_create("10.0.0.1")
-    assert registry.may_create("10.0.0.2")
+        registry.create_room("ada", A)
+    with pytest.raises(TooManyAttempts) as info:
+        registry.create_room("ada", A)
+    assert info.value.retry_after == pytest.approx(6)  # 10 a minute: one token in 6 s
+    registry.create_room("ada", B)
     clock.advance(6)
-    assert registry.may_create("10.0.0.1")
+    registry.create_room("ada", A)
 
 
 def test_creation_limit_refills_only_as_time_moves_forward(registry, clock):
     for _ in range(9):
-        registry.record_creation("10.0.0.1")
+        registry.create_room("ada", A)
     clock.advance(-30)  # a host whose clock is behind
-    assert registry.may_create("10.0.0.1")
-    registry.record_creation("10.0.0.1")
-    assert not registry.may_create("10.0.0.1")
+    registry.create_room("ada", A)
+    with pytest.raises(TooManyAttempts):
+        registry.create_room("ada", A)
     clock.advance(36)  # back, plus one token's worth (10 a minute)
-    assert registry.may_create("10.0.0.1")
+    registry.create_room("ada", A)
 
 
 def test_join_failure_limit_per_address(registry, clock):
+    code = registry.create_room("ada").code
     for _ in range(20):
-        assert registry.may_join("10.0.0.1")
-        registry.record_join_failure("10.0.0.1")
-    assert not registry.may_join("10.0.0.1")
+        with pytest.raises(RoomNotFound):
+            registry.join_room("ZZZZ", "bob", address=A)
+    with pytest.raises(TooManyAttempts) as info:  # even a right guess now
+        registry.join_room(code, "bob", address=A)
+    assert info.value.retry_after == pytest.approx(3)
+    registry.join_room(code, "bob", address=B)
     clock.advance(3)
-    assert registry.may_join("10.0.0.1")
+    registry.join_room(code, "cy", address=A)
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "error"),
+    [
+        ("AB1D", "bob", InvalidCode),
+        (None, "\u202e", InvalidName),
+        ("ZZZZ", "bob", RoomNotFound),
+        (None, "ADA", NameTaken),
+        (None, "bob", RoomFull),
+    ],
+)
+def test_every_refused_join_counts_as_a_failure(make_registry, clock, code, name, error):
+    registry = make_registry(clock, join_failures_per_minute=2, max_members=1)
+    code = code or registry.create_room("ada").code
+    for _ in range(2):
+        with pytest.raises(error):
+            registry.join_room(code, name, address=A)
+    with pytest.raises(TooManyAttempts):
+        registry.join_room(code, name, address=A)
+
+
+def test_refused_forms_count_as_failed_joins_and_a_refusal_records_nothing(make_registry, clock):
+    registry = make_registry(clock, join_failures_per_minute=2, creates_per_minute=1)
+    code = registry.create_room("ada", B).code
+    registry.refuse_form("join", A)
+    registry.refuse_form("join", A)
+    for _ in range(3):  # refused before anything is looked at, and not counted
+        with pytest.raises(TooManyAttempts):
+            registry.refuse_form("join", A)
+    clock.advance(30)  # one failure's worth: the refusals above spent nothing
+    registry.join_room(code, "bob", address=A)
+    registry.refuse_form("create", A)  # a form refused for its fields is no creation
+    registry.create_room("cy", A)
+    with pytest.raises(TooManyAttempts):
+        registry.refuse_form("create", A)  # but the budget's answer comes first
+
+
+def test_joins_per_minute(make_registry, clock):
+    registry = make_registry(clock, joins_per_minute=3)
+    code = registry.create_room("ada", A).code
+    registry.create_room("ada", A)  # creating is not joining
+    for name in ("b", "c"):
+        registry.join_room(code, name, address=A)
+    with pytest.raises(NameTaken):  # a failure spends no join
+        registry.join_room(code, "b", address=A)
+    registry.join_room(code, "d", address=A)
+    with pytest.raises(TooManyAttempts) as info:
+        registry.join_room(code, "e", address=A)
+    assert info.value.retry_after == pytest.approx(20)  # 3 a minute
+    with pytest.raises(TooManyAttempts):  # a refused join took no seat either
+        registry.join_room(code, "e", address=A)
+    registry.join_room(code, "e", address=B)
+    clock.advance(20)
+    registry.join_room(code, "f", address=A)
+
+
+# -- rooms and memory --------------------------------------------------------------
+
+
+def test_max_rooms(make_registry, clock):
+    registry = make_registry(clock, max_rooms=2, idle_ttl=600)
+    first = registry.create_room("ada", A)
+    registry.connect(first.code, first.member_id, "tab")  # busy: it never expires
+    clock.advance(100)
+    second = registry.create_room("bob", B)
+    with pytest.raises(ServerFull):
+        registry.create_room("cy", "10.0.0.3")
+    clock.advance(599)
+    with pytest.raises(ServerFull):
+        registry.create_room("cy", "10.0.0.3")
+    clock.advance(1)  # the second, never connected, expired: its slot is free
+    third = registry.create_room("cy", "10.0.0.3")
+    with pytest.raises(RoomNotFound):
+        registry.join_room(second.code, "dan")
+    with pytest.raises(ServerFull):
+        registry.create_room("dan", "10.0.0.4")
+    registry.join_room(third.code, "dan")  # joins are not creations
+
+
+def test_rooms_per_address(make_registry, clock):
+    registry = make_registry(clock, rooms_per_address=2, creates_per_minute=100)
+    busy = registry.create_room("ada", A)
+    registry.connect(busy.code, busy.member_id, "tab")
+    clock.advance(100)
+    registry.create_room("ada", A)
+    with pytest.raises(TooManyAttempts) as info:
+        registry.create_room("ada", A)
+    assert info.value.reason == "too_many_rooms"
+    assert info.value.retry_after == pytest.approx(600)  # when the idle one expires
+    registry.create_room("bob", B)  # another address has its own
+    clock.advance(600)
+    registry.create_room("ada", A)  # the idle one expired; the busy one still counts
+    with pytest.raises(TooManyAttempts) as info:
+        registry.create_room("ada", A)
+    assert info.value.retry_after == pytest.approx(600)
+
+
+def test_rooms_per_address_counts_only_rooms_the_address_created(make_registry, clock):
+    # The code of A's expired room is drawn again for B: that room is B's.
+    codes = ["AAAA", "AAAA", "BBBB", "CCCC"]
+    registry = make_registry(clock, codes=codes, rooms_per_address=1, idle_ttl=600)
+    registry.create_room("ada", A)
+    clock.advance(600)
+    reused = registry.create_room("bob", B)
+    assert reused.code == "AAAA"
+    registry.connect(reused.code, reused.member_id, "tab")
+    assert registry.create_room("ada", A).code == "BBBB"
+    with pytest.raises(TooManyAttempts):
+        registry.create_room("bob", B)
+
+
+def test_concurrent_creations_from_one_address_stop_at_the_limit(make_registry, clock):
+    registry = make_registry(clock, rooms_per_address=3, creates_per_minute=1000)
+    # A second registry over the same store kind (a second RedisStore: another process).
+    other = make_registry(clock, rooms_per_address=3, creates_per_minute=1000)
+    if isinstance(registry.store, MemoryStore):
+        other = registry  # memory is one process's: one store
+    made, refused = race(
+        12, lambda i: (registry if i % 2 else other).create_room(f"p{i}", A), TooManyAttempts
+    )
+    assert len(made) == 3 and len(refused) == 9
+
+
+def post_lines(registry, seat, *texts):
+    return [
+        registry.post(seat.code, seat.member_id, {"text": t, "cid": f"c{i}"})[0]
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_history_bytes_drop_the_oldest(make_registry, clock):
+    registry = make_registry(clock, history_bytes=100, send_burst=100)
+    (ada,) = room_with(registry, "ada")  # id 1: the join notice, no text
+    ids = post_lines(registry, ada, *["x" * 30] * 4)  # ids 2-5: 120 bytes
+    welcome = registry.connect(ada.code, ada.member_id, "t", 0)
+    assert history_ids(welcome) == ids[1:]  # 1 and 2 dropped: 90 bytes left
+    assert welcome.truncated is True
+    assert registry.connect(ada.code, ada.member_id, "t", 2).truncated is False
+    # The dropped line's cid is forgotten: sent again, it is a new line.
+    again, message = registry.post(ada.code, ada.member_id, {"text": "x" * 30, "cid": "c0"})
+    assert message is not None and again == 6
+    # A retained line's cid still is known.
+    assert registry.post(ada.code, ada.member_id, {"text": "x", "cid": "c3"}) == (5, None)
+    assert registry.store.messages(ada.code, 0, 100)[0].id == 4
+
+
+def test_history_bytes_count_utf8_bytes(make_registry, clock):
+    registry = make_registry(clock, history_bytes=100, send_burst=100)
+    (ada,) = room_with(registry, "ada")
+    fox, accent, one = post_lines(registry, ada, "🦊" * 20, "é" * 10, "a")  # 80 + 20 + 1
+    assert [m.id for m in registry.store.messages(ada.code, 0, 100)] == [accent, one]
+    post_lines(registry, ada, "🦊" * 25)  # exactly 100 bytes: it alone is kept
+    assert [m.text for m in registry.store.messages(ada.code, 0, 100)] == ["🦊" * 25]
+
+
+def test_a_line_over_the_byte_limit_is_not_retained(make_registry, clock):
+    registry = make_registry(clock, history_bytes=10, send_burst=100)
+    (ada,) = room_with(registry, "ada")
+    (short,) = post_lines(registry, ada, "hello")
+    long_id, message = registry.post(ada.code, ada.member_id, {"text": "x" * 11, "cid": "big"})
+    assert message is not None and message.text == "x" * 11  # recorded and delivered
+    assert registry.store.messages(ada.code, 0, 100) == []
+    welcome = registry.connect(ada.code, ada.member_id, "t", short)
+    assert welcome.history == () and welcome.truncated is True and welcome.latest_id == long_id
+    assert registry.post(ada.code, ada.member_id, {"text": "x" * 11, "cid": "big"})[0] != long_id
 
 
 # -- store operations for several processes ----------------------------------

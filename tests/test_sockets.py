@@ -66,13 +66,13 @@ def test_connect_refused_for_a_room_not_joined(room, people, refusals):
     assert refusals == [{"message": "not_joined"}]
 
 
-@pytest.mark.settings(ROOM_IDLE_TTL=0)
+@pytest.mark.settings(ROOM_IDLE_TTL=0.5)  # a new room is idle, too, until ada connects
 def test_connect_refused_when_room_is_gone(people, refusals):
     ada = people()
     code = ada.create_room("ada")
     socket = ada.socket(room=code)
     socket.disconnect(CHAT_NAMESPACE)
-    time.sleep(0.3)  # the grace passes, the room empties and expires at once
+    time.sleep(0.8)  # the grace (0.2 s) passes, the room empties and expires 0.5 s later
     assert not ada.socket(room=code).is_connected(CHAT_NAMESPACE)
     assert refusals == [{"message": "room_not_found"}]
 

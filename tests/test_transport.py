@@ -41,6 +41,8 @@ SETTINGS = {
     "SEND_BURST": 100000,
     "CREATES_PER_MINUTE": 1000,
     "JOIN_FAILURES_PER_MINUTE": 1000,
+    "JOINS_PER_MINUTE": 1000,
+    "ROOMS_PER_ADDRESS": 1000,
     # These tests send bursts far past a connection's input budget on purpose.
     "INPUT_RATE": 100000,
     "INPUT_BURST": 100000,

@@ -40,6 +40,12 @@ def _single(field: Field) -> None:
 class LobbyForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped
     """Name and room code; ``action`` says which button was pressed."""
 
+    class Meta:
+        # CSRFProtect checks every POST before the view runs; a form of its
+        # own would make a token each time it is built, refusals included.
+        # The page asks for one (csrf_token()) only when it renders.
+        csrf = False
+
     name = StringField("Your name")
     code = StringField("Room code")
 

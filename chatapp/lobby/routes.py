@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 from flask import Blueprint
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import Response
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 
 from chatapp import memberships
 from chatapp.addresses import address_key
@@ -20,12 +25,20 @@ from chatapp.rooms import NameTaken
 from chatapp.rooms import NoFreeCode
 from chatapp.rooms import RoomFull
 from chatapp.rooms import RoomNotFound
+from chatapp.rooms import ServerFull
 from chatapp.rooms import StoreUnavailable
+from chatapp.rooms import TooManyAttempts
 
 bp = Blueprint("lobby", __name__)
 
 TOO_MANY = "Too many attempts from your network. Wait a minute and try again."
 UNAVAILABLE = "The chat is unavailable right now. Try again in a moment."
+# What the lobby says when no room can be had now, and the reason logged.
+OUTAGES: dict[type[Exception], tuple[str, str]] = {
+    ServerFull: ("Sorry, the server is full. Try again later.", "server_full"),
+    NoFreeCode: ("No free room code right now. Try again in a moment.", "unavailable"),
+    StoreUnavailable: (UNAVAILABLE, "unavailable"),
+}
 
 
 @bp.get("/")
@@ -44,32 +57,63 @@ def enter() -> ResponseReturnValue:
     address = address_key(request.remote_addr)
     registry = get_registry()
     try:
-        if action == "create" and not registry.may_create(address):
-            return render_lobby(form, 429, TOO_MANY)
-        if action == "join" and not registry.may_join(address):
-            return render_lobby(form, 429, TOO_MANY)
         if action is None:
             return render_lobby(form, 400, "Choose either Create a room or Join room.")
         if not form.validate():
-            if action == "join":
-                registry.record_join_failure(address)
+            registry.refuse_form(action, address)
             return render_lobby(form, 400)
         if action == "create":
-            membership = registry.create_room(form.name.data)
-            registry.record_creation(address)
+            membership = registry.create_room(form.name.data, address)
         else:
             held = memberships.find(form.code.data)
-            membership = registry.join_room(form.code.data, form.name.data, held)
+            membership = registry.join_room(form.code.data, form.name.data, held, address)
+    except TooManyAttempts as refusal:
+        return too_many_attempts(action, refusal)
     except (RoomNotFound, NameTaken, RoomFull) as refusal:
-        registry.record_join_failure(address)
         return render_lobby(form, 400, field_error=refusal)
-    except NoFreeCode:
-        return render_lobby(form, 503, "No free room code right now. Try again in a moment.")
-    except StoreUnavailable:
-        return render_lobby(form, 503, UNAVAILABLE)
+    except (ServerFull, NoFreeCode, StoreUnavailable) as outage:
+        message, reason = OUTAGES[type(outage)]
+        return render_lobby(form, 503, message, reason=reason)
     memberships.remember(membership)
     log_event("seat", room=membership.code, action=action)
     return redirect(url_for("room.chat", code=membership.code), 303)
+
+
+def too_many_attempts(action: str | None, refusal: TooManyAttempts) -> Response:
+    """Answer 429 with a page made once: a refusal renders nothing, makes no token."""
+    log_event("lobby_refused", status=429, action=action, reason=refusal.reason, fields=[])
+    retry_after = max(1, math.ceil(refusal.retry_after))
+    return Response(
+        _too_many_page(request.script_root),
+        429,
+        {"Retry-After": str(retry_after), "Content-Type": "text/html; charset=utf-8"},
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _too_many_page(script_root: str) -> bytes:
+    """Return the 429 page, the same for everyone under one script root."""
+    lobby = escape(url_for("lobby.index"))
+    stylesheet = escape(url_for("static", filename="css/app.css"))
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Too many attempts · chatapp</title>
+  <link rel="stylesheet" href="{stylesheet}">
+</head>
+<body class="page">
+  <main id="main" class="site-main">
+    <div class="error-page card">
+      <h1 class="error-title">Too many attempts</h1>
+      <p class="error-description">{TOO_MANY}</p>
+      <p><a class="button button--primary" href="{lobby}">Back to the lobby</a></p>
+    </div>
+  </main>
+</body>
+</html>
+""".encode()
 
 
 def render_lobby(
@@ -77,12 +121,11 @@ def render_lobby(
     status: int,
     form_error: str | None = None,
     field_error: Exception | None = None,
+    reason: str | None = None,
 ) -> ResponseReturnValue:
     """Render the lobby again with an error next to the right field."""
-    if field_error is not None:
-        reason = type(field_error).__name__
-    else:
-        reason = {429: "rate_limited", 503: "unavailable"}.get(status, "invalid_form")
+    if reason is None:
+        reason = type(field_error).__name__ if field_error is not None else "invalid_form"
     fields = [field.name for field in (form.name, form.code) if field.errors]
     log_event("lobby_refused", status=status, action=form.action, reason=reason, fields=fields)
     if form_error is not None:

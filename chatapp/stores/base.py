@@ -56,6 +56,23 @@ class NewMember:
     connect_by: float
 
 
+class CreateOutcome(enum.Enum):
+    """How creating a room went."""
+
+    CREATED = "created"
+    CODE_TAKEN = "code_taken"  # a live room has that code: draw another
+    SERVER_FULL = "server_full"  # ``max_rooms`` rooms live
+    TOO_MANY_ROOMS = "too_many_rooms"  # the address created ``rooms_per_address`` live ones
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What creating a room did; ``retry_after``: when the address may create again."""
+
+    outcome: CreateOutcome
+    retry_after: float = 0.0
+
+
 class AddOutcome(enum.Enum):
     """How adding a member to a room went."""
 
@@ -138,9 +155,14 @@ class Limits:
 
     max_members: int
     history_limit: int
+    # A room with no present member (members that never connected do not
+    # count) is deleted this long after it was created or its last one ended.
     idle_ttl: float
     former_limit: int = 1000  # ended memberships remembered for renewal, per room
     leave_grace: float = 5.0  # shared stores: when any process may end a gone member
+    max_rooms: int = 1000  # live rooms at once
+    rooms_per_address: int = 20  # live rooms created by one client address
+    history_bytes: int = 65536  # UTF-8 bytes of message text a room retains
 
 
 class Store(Protocol):
@@ -149,8 +171,13 @@ class Store(Protocol):
     def ping(self) -> None:
         """Return when the store is reachable, else raise StoreUnavailable."""
 
-    def create_room(self, code: str, creator: NewMember, now: float) -> bool:
-        """Create room ``code`` with its creator pending; False if it exists."""
+    def create_room(self, code: str, creator: NewMember, address: str, now: float) -> Created:
+        """Create room ``code`` with its creator pending, for client ``address``.
+
+        Refused when the code is taken, when ``max_rooms`` rooms live, or when
+        the address created ``rooms_per_address`` rooms that still live. A
+        new room is idle (see ``idle_ttl``) until a member connects.
+        """
 
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""

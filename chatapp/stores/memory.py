@@ -22,6 +22,8 @@ from chatapp.stores.base import Appended
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Connected
 from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import Created
+from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
 from chatapp.stores.base import Message
@@ -46,7 +48,9 @@ class _Member:
 @dataclass(slots=True)
 class _Room:
     code: str
+    creator: str  # the address key of the client that created it
     history: deque[Message]
+    history_bytes: int = 0  # UTF-8 bytes of the retained messages' text
     members: dict[str, _Member] = field(default_factory=dict)
     holders: dict[str, str] = field(default_factory=dict)  # name key -> member id
     # Memberships that ended other than by leaving, renewable under their name.
@@ -65,6 +69,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._rooms: dict[str, _Room] = {}
         self._expiries: list[tuple[float, str]] = []  # (deadline, code), may be stale
+        # Creator address -> codes of the rooms it created that exist.
+        self._by_address: dict[str, set[str]] = {}
         self._buckets: dict[str, tuple[float, float, float, int]] = {}
 
     # -- rooms -------------------------------------------------------------
@@ -72,16 +78,23 @@ class MemoryStore:
     def ping(self) -> None:
         """Return at once: memory is always reachable."""
 
-    def create_room(self, code: str, creator: NewMember, now: float) -> bool:
-        """Create room ``code`` with its creator pending; False if it exists."""
+    def create_room(self, code: str, creator: NewMember, address: str, now: float) -> Created:
+        """Create room ``code`` with its creator pending, unless a limit says no."""
         with self._lock:
-            if self._live_room(code, now) is not None:
-                return False
-            room = _Room(code, deque())
+            self._purge_rooms(now)  # from here on, every room counted lives
+            mine = self._by_address.get(address, set())
+            if len(mine) >= self.limits.rooms_per_address:
+                return Created(CreateOutcome.TOO_MANY_ROOMS, self._soonest_expiry(mine, now))
+            if len(self._rooms) >= self.limits.max_rooms:
+                return Created(CreateOutcome.SERVER_FULL)
+            if code in self._rooms:
+                return Created(CreateOutcome.CODE_TAKEN)
+            room = _Room(code, address, deque())
             self._rooms[code] = room
+            self._by_address.setdefault(address, set()).add(code)
             self._seat(room, creator)
-            self._set_idle(room, creator.connect_by)
-            return True
+            self._set_idle(room, now)  # until a member connects
+            return Created(CreateOutcome.CREATED)
 
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""
@@ -97,9 +110,7 @@ class MemoryStore:
             if len(room.members) >= self.limits.max_members:
                 return AddOutcome.FULL
             room.former.pop(member.member_id, None)
-            self._seat(room, member)
-            if room.idle_since is not None:
-                self._set_idle(room, max(room.idle_since, member.connect_by))
+            self._seat(room, member)  # a pending member keeps no idle room alive
             return AddOutcome.ADDED
 
     def has_membership(self, code: str, member_id: str, now: float) -> bool:
@@ -238,10 +249,8 @@ class MemoryStore:
                 member.send_tokens = tokens
                 return Appended(AppendOutcome.RATE_LIMITED, retry_after=(1 - tokens) / rate)
             member.send_tokens = tokens - 1
-            message = self._record(room, "chat", member.name, text, ts)
-            if cid is not None:
-                room.cids[member_id, cid] = message.id
-                room.cid_by_id[message.id] = (member_id, cid)
+            cid_key = None if cid is None else (member_id, cid)
+            message = self._record(room, "chat", member.name, text, ts, cid_key)
             return Appended(AppendOutcome.RECORDED, message=message, message_id=message.id)
 
     def latest_ids(self, codes: list[str]) -> list[int]:
@@ -288,13 +297,7 @@ class MemoryStore:
     def purge(self, now: float) -> int:
         """Delete expired rooms and full buckets; return how many rooms went."""
         with self._lock:
-            gone = 0
-            while self._expiries and self._expiries[0][0] <= now:
-                _, code = heapq.heappop(self._expiries)
-                room = self._rooms.get(code)
-                if room is not None and self._expired(room, now):
-                    del self._rooms[code]
-                    gone += 1
+            gone = self._purge_rooms(now)
             for key, (tokens, at, rate, burst) in list(self._buckets.items()):
                 if tokens + (now - at) * rate >= burst:
                     del self._buckets[key]
@@ -302,10 +305,34 @@ class MemoryStore:
 
     # -- helpers (called with the lock held) -------------------------------
 
+    def _purge_rooms(self, now: float) -> int:
+        """Delete every expired room (the heap holds each idle room's deadline)."""
+        gone = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            _, code = heapq.heappop(self._expiries)
+            room = self._rooms.get(code)
+            if room is not None and self._expired(room, now):
+                self._delete(room)
+                gone += 1
+        return gone
+
+    def _delete(self, room: _Room) -> None:
+        del self._rooms[room.code]
+        codes = self._by_address[room.creator]
+        codes.discard(room.code)
+        if not codes:
+            del self._by_address[room.creator]
+
+    def _soonest_expiry(self, codes: set[str], now: float) -> float:
+        """Return the seconds until the first of these rooms expires (idle_ttl if busy)."""
+        rooms = (self._rooms[code] for code in codes)
+        idle = [room.idle_since for room in rooms if room.idle_since is not None]
+        return min(idle) + self.limits.idle_ttl - now if idle else self.limits.idle_ttl
+
     def _live_room(self, code: str, now: float) -> _Room | None:
         room = self._rooms.get(code)
         if room is not None and self._expired(room, now):
-            del self._rooms[code]
+            self._delete(room)
             return None
         return room
 
@@ -352,8 +379,9 @@ class MemoryStore:
     def _end(self, room: _Room, member: _Member, now: float, ts: str) -> Message | None:
         self._unseat(room, member)
         notice = self._record(room, "leave", member.name, "", ts) if member.present else None
-        if not any(m.present for m in room.members.values()):
-            self._set_idle(room, max([now, *(m.connect_by for m in room.members.values())]))
+        # Members that never connected keep no room alive: idle from now.
+        if member.present and not any(m.present for m in room.members.values()):
+            self._set_idle(room, now)
         return notice
 
     def _remember_former(self, room: _Room, member: _Member) -> None:
@@ -361,15 +389,30 @@ class MemoryStore:
         while len(room.former) > self.limits.former_limit:
             room.former.popitem(last=False)
 
-    def _record(self, room: _Room, kind: str, name: str, text: str, ts: str) -> Message:
+    def _record(
+        self,
+        room: _Room,
+        kind: str,
+        name: str,
+        text: str,
+        ts: str,
+        cid_key: tuple[str, str] | None = None,
+    ) -> Message:
         message = Message(room.next_id, kind, name, text, ts)
         room.next_id += 1
         room.history.append(message)
-        while len(room.history) > self.limits.history_limit:
+        room.history_bytes += _utf8_length(text)
+        if cid_key is not None:
+            room.cids[cid_key] = message.id
+            room.cid_by_id[message.id] = cid_key
+        # The oldest go beyond either limit (a line over the byte limit alone too).
+        limits = self.limits
+        while len(room.history) > limits.history_limit or room.history_bytes > limits.history_bytes:
             dropped = room.history.popleft()
-            cid_key = room.cid_by_id.pop(dropped.id, None)
-            if cid_key is not None:
-                del room.cids[cid_key]
+            room.history_bytes -= _utf8_length(dropped.text)
+            dropped_cid = room.cid_by_id.pop(dropped.id, None)
+            if dropped_cid is not None:
+                del room.cids[dropped_cid]
         return message
 
     def _history(
@@ -400,3 +443,8 @@ class MemoryStore:
     @staticmethod
     def _present_names(room: _Room) -> tuple[str, ...]:
         return tuple(m.name for m in room.members.values() if m.present)
+
+
+def _utf8_length(text: str) -> int:
+    """Return the UTF-8 byte length of ``text`` (Lua's ``#`` in redis.lua)."""
+    return len(text) if text.isascii() else len(text.encode())

@@ -2,6 +2,23 @@
 -- atomic script (chatapp/stores/redis.py calls it; stores/memory.py is the
 -- same logic in Python, and tests/test_rooms.py holds both to it).
 --
+-- Rules kept twice, here and in stores/memory.py (change both together):
+--   rule                                         here                      memory.py
+--   a room expires idle_ttl after it was created  live_room, set_idle,      _live_room, _expired,
+--     or its last present member ended (pending   set_busy, create_room,    _set_idle, create_room,
+--     members keep no room alive)                 end_membership            _end
+--   max_rooms, rooms_per_address (live rooms)     ops.create_room,          create_room,
+--                                                 index_room, delete_room   _purge_rooms, _delete
+--   history: at most history_limit messages and   record                    _record
+--     history_bytes of text; cids of dropped
+--     messages are forgotten
+--   pending members end at their connect-by       drop_stale                _drop_stale
+--   name keys unique, max_members seats           ops.add_member            add_member
+--   an ended membership renews under its name     ops.connect               _renew
+--   history after last_id, truncated              history                   _history
+--   send budget, token buckets (time only         append_line, ops.bucket   append, _refill
+--     refills)
+--
 -- KEYS[1]  the room's base key "<prefix>{CODE}" (or a bucket key)
 -- KEYS[2]  the lease index, a sorted set of "CODE|member|connection" by deadline
 -- ARGV[1]  operation name, ARGV[2] now (epoch seconds, the app's clock),
@@ -11,7 +28,8 @@
 --          or slowed Redis), does nothing and answers "~late",
 -- ARGV[6...] the operation's arguments.
 --
--- A room is a hash (last message id, join sequence, idle-since) plus:
+-- A room is a hash (last message id, join sequence, idle-since, cr: its
+-- creator's address key, bytes: its history's text bytes) plus:
 --   :m  member id -> member JSON     :h  name key -> member id
 --   :f  ended (renewable) member id -> {n, k}, :fo their order
 --   :o  present members by join order (the `members` list)
@@ -21,6 +39,13 @@
 -- Member JSON: n name, k name keys, cb connect-by deadline, p present (0/1),
 -- cs connections {id: lease deadline}, e epoch (bumped when the last
 -- connection goes), st/sa send tokens and when, ty last relayed typing.
+--
+-- Global keys: "<prefix>rooms", a sorted set of every room code by the
+-- deadline its room expires at (+inf while a member is present), so that
+-- rooms are counted without a scan; "<prefix>addr:<address key>", the same
+-- for the rooms one address created. Entries past their deadline are
+-- dropped when a room is created (their rooms expired); an address's set
+-- expires a minute after its last room does.
 --
 -- Every message recorded here is published at once to each other process
 -- in :s, on its own channel "<prefix>host:<id>", as JSON {r: code, m:
@@ -39,6 +64,8 @@ local M, H, F, FO, O, L, C, CI, S =
 local ROOM_KEYS = {R, M, H, F, FO, O, L, C, CI, S}
 local CODE = string.match(R, '{(.*)}')
 local PREFIX = string.match(LEASES, '^(.*)leases$')
+local ROOMS = PREFIX .. 'rooms'
+local function address_rooms(address) return PREFIX .. 'addr:' .. address end
 -- A member whose last connection went holds this lease entry for the leave
 -- grace, so that any live process ends the membership if the process that
 -- saw it go dies first (or is shutting down).
@@ -47,7 +74,25 @@ local function gone_entry(id) return CODE .. '|' .. id .. '|~gone' end
 -- helpers --------------------------------------------------------------------
 
 local function delete_room()
+  local creator = redis.call('HGET', R, 'cr')
+  if creator then redis.call('ZREM', address_rooms(creator), CODE) end
+  redis.call('ZREM', ROOMS, CODE)
   redis.call('DEL', unpack(ROOM_KEYS))
+end
+
+-- Keep the room's entries in ROOMS and its creator's set at its deadline.
+local function index_room(deadline)
+  redis.call('ZADD', ROOMS, deadline, CODE)
+  local creator = redis.call('HGET', R, 'cr')
+  if not creator then return end  -- a room made before creators were kept
+  local mine = address_rooms(creator)
+  redis.call('ZADD', mine, deadline, CODE)
+  local last = redis.call('ZRANGE', mine, -1, -1, 'WITHSCORES')[2]
+  if last == 'inf' then
+    redis.call('PERSIST', mine)
+  else
+    redis.call('PEXPIREAT', mine, math.floor((tonumber(last) + 60) * 1000))
+  end
 end
 
 -- The room as it is now, or nil when it does not exist or has expired.
@@ -65,12 +110,14 @@ end
 -- safety net under the lazy check above.
 local function set_idle(since)
   redis.call('HSET', R, 'idle', since)
+  index_room(since + LIMITS.idle_ttl)
   local at = math.floor((since + LIMITS.idle_ttl + 60) * 1000)
   for _, key in ipairs(ROOM_KEYS) do redis.call('PEXPIREAT', key, at) end
 end
 
 local function set_busy()
   redis.call('HSET', R, 'idle', '')
+  index_room('+inf')
   for _, key in ipairs(ROOM_KEYS) do redis.call('PERSIST', key) end
 end
 
@@ -169,7 +216,18 @@ local function publish(message, names_json, channels)
   for _, channel in ipairs(channels) do redis.call('PUBLISH', channel, payload) end
 end
 
+-- The text bytes of the retained history (counted once for a room
+-- recorded before they were kept).
+local function history_bytes()
+  local bytes = redis.call('HGET', R, 'bytes')
+  if bytes then return tonumber(bytes) end
+  bytes = 0
+  for _, raw in ipairs(redis.call('LRANGE', L, 0, -1)) do bytes = bytes + #cjson.decode(raw).text end
+  return bytes
+end
+
 local function record(kind, name, text, ts, cid_key)
+  local bytes = history_bytes() + #text  -- # is the byte length of the UTF-8 text
   local id = redis.call('HINCRBY', R, 'last', 1)
   local message = cjson.encode({id = id, kind = kind, name = name, text = text, ts = ts})
   local length = redis.call('RPUSH', L, message)
@@ -177,18 +235,18 @@ local function record(kind, name, text, ts, cid_key)
     redis.call('HSET', C, cid_key, id)
     redis.call('HSET', CI, id, cid_key)
   end
-  local extra = length - LIMITS.history_limit
-  if extra > 0 then
-    local first = id - length + 1
-    redis.call('LTRIM', L, extra, -1)
-    for old = first, first + extra - 1 do
-      local key = redis.call('HGET', CI, old)
-      if key then
-        redis.call('HDEL', C, key)
-        redis.call('HDEL', CI, old)
-      end
+  -- The oldest go beyond either limit (a line over the byte limit alone too).
+  while length > LIMITS.history_limit or bytes > LIMITS.history_bytes do
+    local dropped = cjson.decode(redis.call('LPOP', L))
+    length = length - 1
+    bytes = bytes - #dropped.text
+    local key = redis.call('HGET', CI, dropped.id)
+    if key then
+      redis.call('HDEL', C, key)
+      redis.call('HDEL', CI, dropped.id)
     end
   end
+  redis.call('HSET', R, 'bytes', bytes)
   return message, id
 end
 
@@ -203,15 +261,8 @@ local function end_membership(id, member)
   unseat(id, member)
   local notice = false
   if member.p == 1 then notice = record('leave', member.n, '', ARGV[6]) end
-  if redis.call('ZCARD', O) == 0 then
-    local since = NOW
-    local all = redis.call('HVALS', M)
-    for _, raw in ipairs(all) do
-      local pending = cjson.decode(raw)
-      if pending.cb > since then since = pending.cb end
-    end
-    set_idle(since)
-  end
+  -- Members that never connected keep no room alive: idle from now.
+  if member.p == 1 and redis.call('ZCARD', O) == 0 then set_idle(NOW) end
   return notice
 end
 
@@ -243,14 +294,31 @@ function ops.ping()
   return 1
 end
 
--- ARGV: member_id, name, keys JSON, connect_by
+-- The seconds until the first of an address's rooms expires (idle_ttl
+-- when every one is busy).
+local function soonest_expiry(mine)
+  local first = redis.call('ZRANGE', mine, 0, 0, 'WITHSCORES')[2]
+  if first == 'inf' then return LIMITS.idle_ttl end
+  return tonumber(first) - NOW
+end
+
+-- ARGV: member_id, name, keys JSON, connect_by, the creator's address key
 function ops.create_room()
-  if live_room() then return 0 end
+  local address = ARGV[10]
+  local mine = address_rooms(address)
+  -- Entries whose deadline passed stand for expired rooms.
+  redis.call('ZREMRANGEBYSCORE', mine, '-inf', NOW)
+  if redis.call('ZCARD', mine) >= LIMITS.rooms_per_address then
+    return {'too_many_rooms', tostring(soonest_expiry(mine))}
+  end
+  redis.call('ZREMRANGEBYSCORE', ROOMS, '-inf', NOW)
+  if redis.call('ZCARD', ROOMS) >= LIMITS.max_rooms then return {'server_full'} end
+  if live_room() then return {'code_taken'} end
   delete_room()
-  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '')
+  redis.call('HSET', R, 'last', 0, 'seq', 0, 'idle', '', 'bytes', 0, 'cr', address)
   seat(ARGV[6], ARGV[7], cjson.decode(ARGV[8]), tonumber(ARGV[9]))
-  set_idle(tonumber(ARGV[9]))
-  return 1
+  set_idle(NOW)  -- until a member connects
+  return {'created'}
 end
 
 -- ARGV: member_id, name, keys JSON, connect_by
@@ -265,10 +333,7 @@ function ops.add_member()
   end
   if redis.call('HLEN', M) >= LIMITS.max_members then return 'full' end
   forget_former(id)
-  seat(id, ARGV[7], keys, connect_by)
-  if idle ~= '' then
-    set_idle(math.max(tonumber(idle), connect_by))
-  end
+  seat(id, ARGV[7], keys, connect_by)  -- a pending member keeps no idle room alive
   return 'added'
 end
 

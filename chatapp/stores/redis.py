@@ -13,6 +13,7 @@ trip, and a process with every socket of a room publishes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -32,6 +33,8 @@ from chatapp.stores.base import Appended
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import Connected
 from chatapp.stores.base import ConnectOutcome
+from chatapp.stores.base import Created
+from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import Delivery
 from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
@@ -123,15 +126,7 @@ class RedisStore:
         )
         source = resources.files("chatapp.stores").joinpath("redis.lua").read_text()
         self._script = self.client.register_script(source)
-        self._limits_json = json.dumps(
-            {
-                "max_members": limits.max_members,
-                "history_limit": limits.history_limit,
-                "idle_ttl": limits.idle_ttl,
-                "former_limit": limits.former_limit,
-                "leave_grace": limits.leave_grace,
-            }
-        )
+        self._limits_json = json.dumps(dataclasses.asdict(limits))  # every limit, by its name
         self._leases = f"{prefix}leases"
         self._clock = RedisClock(self.client)
         self._quiet_until = 0.0  # when the next refusal may be logged
@@ -184,9 +179,10 @@ class RedisStore:
         except redis.RedisError as error:
             raise self._unavailable(error) from error
 
-    def create_room(self, code: str, creator: NewMember, now: float) -> bool:
-        """Create room ``code`` with its creator pending; False if it exists."""
-        return bool(self._run("create_room", self._room(code), now, *_member_args(creator)))
+    def create_room(self, code: str, creator: NewMember, address: str, now: float) -> Created:
+        """Create room ``code`` with its creator pending, unless a limit says no."""
+        reply = self._run("create_room", self._room(code), now, *_member_args(creator), address)
+        return Created(CreateOutcome(reply[0]), float(reply[1]) if len(reply) > 1 else 0.0)
 
     def add_member(self, code: str, member: NewMember, now: float) -> AddOutcome:
         """Reserve ``member``'s name keys in the room, unless taken or full."""

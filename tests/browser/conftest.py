@@ -46,6 +46,8 @@ FAST_SETTINGS: dict[str, object] = {
     "SEND_BURST": 100,
     "CREATES_PER_MINUTE": 1000,
     "JOIN_FAILURES_PER_MINUTE": 1000,
+    "JOINS_PER_MINUTE": 1000,
+    "ROOMS_PER_ADDRESS": 1000,
 }
 
 expect.set_options(timeout=10_000)

@@ -236,6 +236,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = {
         "CREATES_PER_MINUTE": 1_000_000,
         "JOIN_FAILURES_PER_MINUTE": 1_000_000,
+        "JOINS_PER_MINUTE": 1_000_000,
+        "ROOMS_PER_ADDRESS": 1_000_000,
+        "MAX_ROOMS": 1_000_000,
     }
     tmp = tempfile.TemporaryDirectory(prefix="chatapp-soak-")
     server = LiveServer(settings, tmp.name)
