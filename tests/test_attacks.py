@@ -592,3 +592,120 @@ def test_a_classroom_behind_one_nat_meets_no_limit(live, closing):
     assert len(texts) == 49 and all(text.startswith("line 1.") for text in texts)  # and a join
     log = server.log_text()
     assert "_refused" not in log and "session_closed" not in log, log[-2000:]
+
+
+# -- rooms and memory ------------------------------------------------------------------
+
+
+def create_page(person: Person) -> requests.Response:
+    """Press "Create a room" as ``person``; return the answer."""
+    return person.post_lobby("create", "mallory")
+
+
+def test_rooms_filled_with_history_cost_bounded_memory(live, closing):
+    # One address creates rooms until refused and fills each with lines of
+    # 2,000 characters holding an emoji (Python keeps them at 4 bytes a
+    # character). Creating and sending are let fast here: what is under test
+    # is what the rooms keep (ROOMS_PER_ADDRESS, ROOM_HISTORY_BYTES).
+    server = live(
+        CREATES_PER_MINUTE=10**6,
+        SEND_RATE=10**6,
+        SEND_BURST=10**6,
+        INPUT_RATE=10**6,
+        INPUT_BURST=10**6,
+        INPUT_BYTES_PER_SECOND=10**9,
+    )
+    pid = server.pid
+    before = rss_kib(pid)
+    rooms = []
+    while True:
+        person = Person(server.url)
+        closing(person)
+        answer = create_page(person)
+        if answer.status_code != 303:
+            break
+        rooms.append((person, answer.headers["Location"].rsplit("/", 1)[1]))
+    assert len(rooms) == 20 and answer.status_code == 429
+    assert "Too many attempts" in answer.text and "csrf_token" not in answer.text
+    line = "💥" + "x" * 1999
+    for person, code in rooms:
+        wire = Wire(server.port, person.cookie_header())
+        closing(wire)
+        wire.joined(code)
+        wire.send(b"".join(frame(f'42/chat,{n}["send",{{"text":"{line}"}}]') for n in range(300)))
+        assert wire.ack(299)["ok"]
+        wire.close()
+    grown_mib = (rss_kib(pid) - before) / 1024
+    print(f"20 rooms x 300 lines of 2,000 characters: the server grew by {grown_mib:.1f} MiB")
+    assert grown_mib < 16  # unbounded, 20 x 300 x 8 KB would be 47 MiB
+    watcher = rooms[0][0].socket({"room": rooms[0][1], "last_id": 0})
+    (joined,) = watcher.received("joined")
+    kept = sum(len(m["text"].encode()) for m in joined["history"])
+    assert joined["truncated"] and kept <= 65536
+
+
+def test_the_server_is_full_past_max_rooms(live, closing):
+    server = live(MAX_ROOMS=3)
+    people = [Person(server.url) for _ in range(4)]
+    for person in people:
+        closing(person)
+    statuses = [create_page(person).status_code for person in people[:3]]
+    answer = create_page(people[3])
+    assert statuses == [303] * 3 and answer.status_code == 503
+    assert "the server is full" in answer.text
+
+
+def test_a_room_whose_members_never_connected_expires(live, closing):
+    # Form joins that never connect no longer keep an empty room alive.
+    server = live(ROOM_IDLE_TTL=2)
+    creator = Person(server.url)
+    closing(creator)
+    code = creator.create_room("ada")
+    started = time.monotonic()
+    for n in range(20):
+        person = Person(server.url)
+        closing(person)
+        answer = person.post_lobby("join", f"guest {n}", code)
+        if answer.status_code == 400:
+            assert f"No room has the code {code}" in answer.text
+            break
+        assert answer.status_code == 303
+        time.sleep(0.25)
+    else:
+        raise AssertionError("the room outlived ROOM_IDLE_TTL")
+    assert time.monotonic() - started < 3.5
+
+
+def test_one_address_cannot_fill_a_room_or_flood_it_with_notices(live, closing):
+    # Join, connect, leave, again and again: JOINS_PER_MINUTE stops it, and
+    # the line a member wrote before is still in the room's history.
+    server = live()
+    ada = Person(server.url)
+    closing(ada)
+    code = ada.create_room("ada")
+    tab = ada.socket({"room": code})
+    first = tab.send_line("a line worth keeping")["id"]
+    statuses = []
+    started = time.monotonic()
+    for n in range(70):
+        person = Person(server.url)
+        closing(person)
+        answer = person.post_lobby("join", f"bot {n}", code)
+        statuses.append(answer.status_code)
+        if answer.status_code != 303:
+            continue
+        wire = Wire(server.port, person.cookie_header())
+        closing(wire)
+        wire.joined(code)
+        person.http.post(
+            f"{server.url}/room/{code}/leave",
+            data={"csrf_token": person._csrf_token()},
+            timeout=5,
+        )
+    refilled = time.monotonic() - started  # a join a second comes back
+    assert statuses[:60] == [303] * 60 and 429 in statuses
+    assert statuses.count(303) <= 60 + refilled + 1
+    notices = [m for m in tab.lines() if m["kind"] in ("join", "leave") and m["name"] != "ada"]
+    assert len(notices) == 2 * statuses.count(303)  # a join and a leave each, no more
+    history = ada.socket({"room": code, "last_id": 0}).received("joined")[0]["history"]
+    assert first in [m["id"] for m in history]

@@ -20,6 +20,7 @@ from chatapp.extensions import get_registry
 from chatapp.lobby.forms import chosen_action
 from chatapp.lobby.forms import LobbyForm
 from chatapp.logs import log_event
+from chatapp.logs import log_refusal
 from chatapp.names import normalize_code
 from chatapp.rooms import NameTaken
 from chatapp.rooms import NoFreeCode
@@ -81,7 +82,7 @@ def enter() -> ResponseReturnValue:
 
 def too_many_attempts(action: str | None, refusal: TooManyAttempts) -> Response:
     """Answer 429 with a page made once: a refusal renders nothing, makes no token."""
-    log_event("lobby_refused", status=429, action=action, reason=refusal.reason, fields=[])
+    log_refusal("lobby_refused", refusal.reason, request.remote_addr, status=429, action=action)
     retry_after = max(1, math.ceil(refusal.retry_after))
     return Response(
         _too_many_page(request.script_root),
@@ -127,7 +128,8 @@ def render_lobby(
     if reason is None:
         reason = type(field_error).__name__ if field_error is not None else "invalid_form"
     fields = [field.name for field in (form.name, form.code) if field.errors]
-    log_event("lobby_refused", status=status, action=form.action, reason=reason, fields=fields)
+    addr = request.remote_addr
+    log_refusal("lobby_refused", reason, addr, status=status, action=form.action, fields=fields)
     if form_error is not None:
         form.form_errors.append(form_error)
     if isinstance(field_error, RoomNotFound):
