@@ -298,6 +298,7 @@ class EngineGuard:
             # polling session that upgrades reads its frames with its budget.
             if session is not None:
                 websocket.budget = session.budget
+                websocket.on_overspent = self.overspent
             return self.app(environ, start_response)
         if sid is None:
             if environ.get("REQUEST_METHOD") == "GET" and not self.admits(environ):

@@ -251,13 +251,21 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
     message in fragments must be whole within FRAGMENT_TIMEOUT_SECONDS.
     """
 
-    __slots__ = ("max_message_bytes", "_message_bytes", "writer", "budget", "_fragments_due")
+    __slots__ = (
+        "max_message_bytes",
+        "_message_bytes",
+        "writer",
+        "budget",
+        "on_overspent",
+        "_fragments_due",
+    )
 
     def __init__(self, environ: Any, stream: Any, handler: Any, max_message_bytes: int) -> None:
         super().__init__(environ, stream, handler)
         self.max_message_bytes = max_message_bytes
         self._message_bytes = 0
         self.budget: Any = None  # an InputBudget, set before the first read
+        self.on_overspent: Callable[[Any], None] | None = None
         self._fragments_due: gevent.Timeout | None = None
         # gevent's socket wraps a non-blocking stdlib socket (``_sock``);
         # its own send is a C call with no timer and no getsockopt.
@@ -276,6 +284,8 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         if header.flags:
             raise ProtocolError
         if self.budget is not None and not self.budget.spend(header.length + 2):
+            if self.on_overspent is not None:
+                self.on_overspent(self.budget)
             raise ProtocolError("input budget spent")
         if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY):
             self._message_bytes = 0

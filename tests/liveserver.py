@@ -73,13 +73,13 @@ class LiveServer:
         tmp_dir: str | os.PathLike[str] | None = None,
         *,
         gunicorn: bool = False,
-        open_files: int | None = None,
+        open_files: tuple[int, int] | None = None,
     ) -> None:
         """``settings``: ``{"LEAVE_GRACE_SECONDS": 0.5}`` or ``CHATAPP_``-prefixed names.
 
         ``gunicorn``: serve with gunicorn and chatapp's worker (gunicorn.conf.py),
         as the Docker image does, instead of ``python -m chatapp``.
-        ``open_files``: the server's hard (and soft) limit on open files.
+        ``open_files``: the server's (soft, hard) limits on open files.
         """
         self.gunicorn = gunicorn
         self.open_files = open_files
@@ -134,7 +134,7 @@ class LiveServer:
 
     def _limit_open_files(self) -> None:
         assert self.open_files is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.STARTUP_TIMEOUT

@@ -91,7 +91,7 @@ def live(tmp_path) -> Iterator[Callable[..., LiveServer]]:
     """Start real servers (``gunicorn=True`` for gunicorn); stop them at teardown."""
     servers: list[LiveServer] = []
 
-    def start(gunicorn: bool = False, open_files: int | None = None, **settings: Any):
+    def start(gunicorn: bool = False, open_files: tuple[int, int] | None = None, **settings: Any):
         server = LiveServer(
             settings, tmp_path / f"s{len(servers)}", gunicorn=gunicorn, open_files=open_files
         )
@@ -253,14 +253,38 @@ def test_empty_continuation_frames_close_the_connection(live, probe, closing):
     watch.assert_nothing_lost()
 
 
-def test_a_fragmented_message_must_be_whole_within_10_seconds(live, closing):
+def upgraded(server: LiveServer, closing: Callable[[Any], None]) -> Wire:
+    """A long-polling session upgraded to WebSocket: python-engineio's own path."""
+    http = requests.Session()
+    closing(http)
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(http.get(base, timeout=5).text[1:])["sid"]
+    wire = Wire(server.port, sid=sid)
+    closing(wire)
+    wire.send(frame("2probe"))
+    wire.read_until(lambda text: text == "3probe")
+    wire.send(frame("5"))
+    return wire
+
+
+@pytest.mark.parametrize("path", ["websocket", "upgraded from polling"])
+def test_a_fragmented_message_must_be_whole_within_10_seconds(live, closing, path):
     server = live()
-    wire = Wire(server.port)
+    wire = Wire(server.port) if path == "websocket" else upgraded(server, closing)
     closing(wire)
     wire.send(frame("42/chat,", fin=False))
     started = time.monotonic()
     assert hung_up(wire.sock, 13)
     assert 9 <= time.monotonic() - started <= 12.5
+
+
+def test_an_upgraded_session_reads_within_its_budget(live, closing):
+    server = live()
+    wire = upgraded(server, closing)
+    since = len(server.log_text())
+    closed_after = send_until_closed(wire.sock, FLOODS["typing"] * 50, ATTACK_SECONDS)
+    assert closed_after is not None and hung_up(wire.sock, 3)
+    assert refusal_lines(server, since, "input_budget")
 
 
 def test_a_frame_a_byte_per_segment_is_cut_off_and_costs_little(live, closing):
@@ -498,11 +522,30 @@ def test_a_long_polling_session_spends_its_budget_too(live, closing):
     assert http.post(f"{base}&sid={sid}", data=many, timeout=5).status_code == 429
 
 
-def test_running_short_of_descriptors_answers_503_and_healthz_keeps_answering(live, closing):
+def open_file_limit(pid: int) -> tuple[int, int]:
+    """The (soft, hard) limits on open files of process ``pid``."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-file limit")
+
+
+@pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
+def test_the_server_raises_its_open_file_limit_to_the_hard_one(live, gunicorn):
+    server = live(gunicorn=gunicorn, open_files=(256, 4096))
+    assert open_file_limit(server.pid) == (4096, 4096)
+
+
+@pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
+def test_running_short_of_descriptors_answers_503_and_healthz_keeps_answering(
+    live, closing, gunicorn
+):
     # systemd's default is 1,024 open files; here the hard limit is 256, so
     # the server cannot raise it, and idle sessions from a few addresses
     # (each within its own cap) hold them.
-    server = live(open_files=256, CONNECT_TIMEOUT_SECONDS=60)
+    server = live(gunicorn=gunicorn, open_files=(256, 256), CONNECT_TIMEOUT_SECONDS=60)
     statuses: list[int] = []
     for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         for _ in range(100):

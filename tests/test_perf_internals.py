@@ -392,3 +392,43 @@ def test_broadcast_reaches_every_member_in_order(tmp_path):
             client.close()
     finally:
         live.close()
+
+
+# -- the limits (chatapp/guard.py, chatapp/packets.py, chatapp/websocket.py) ----------
+
+
+def test_python_socketio_still_buffers_the_attachments_a_packet_announces():
+    # The hole chatapp.packets.SafePacket closes (python-socketio 5.18.1):
+    # its own Packet takes any count of attachments and keeps each one it is
+    # given until the count is reached. If this fails, upstream bounds it now.
+    pkt = socketio.packet.Packet(encoded_packet='59999999999-/chat,["send",{"num":0}]')
+    assert pkt.attachment_count == 9999999999
+    for _ in range(3):
+        assert not pkt.add_attachment(b"x" * 1000)
+    assert len(pkt.attachments) == 3
+    assert "self._binary_packet[eio_sid] = pkt" in inspect.getsource(
+        socketio.Server._handle_eio_message
+    )
+
+
+def test_the_engineio_handlers_the_guard_wraps():
+    # chatapp.guard replaces these through eio.on() and calls what it replaced;
+    # it asks the manager which sessions are connected to /chat.
+    server = socketio.Server(async_mode="threading", namespaces=["/chat"])
+    assert set(server.eio.handlers) == {"connect", "message", "disconnect"}
+    assert "self.namespaces == '*' or namespace in self.namespaces" in inspect.getsource(
+        socketio.Server._handle_connect
+    )
+    assert server.manager.sid_from_eio_sid("nobody", "/chat") is None
+
+
+def test_pywsgi_sets_the_application_only_once_the_headers_are_in():
+    # ChatWebSocketHandler reads its settings from the server's application,
+    # and cancels the header timeout in read_request.
+    from gevent.pywsgi import WSGIHandler
+
+    source = inspect.getsource(WSGIHandler.handle_one_request)
+    assert source.index("self.read_request(") < source.index(
+        "self.application = self.server.application"
+    )
+    assert "except socket.error" in source  # a BaseException passes through

@@ -46,8 +46,10 @@ class Wire:
 
     ``cookie``: the session's Cookie header; ``early``: bytes written with
     the handshake, before the 101 arrives; ``source``: the local address to
-    connect from (any 127.x.y.z is loopback: a client address of its own).
-    Raise HandshakeRefused when the server does not upgrade.
+    connect from (any 127.x.y.z is loopback: a client address of its own);
+    ``sid``: upgrade that long-polling session instead of opening one (the
+    probe and the upgrade packet are left to the caller). Raise
+    HandshakeRefused when the server does not upgrade.
     """
 
     def __init__(
@@ -57,13 +59,16 @@ class Wire:
         early: bytes = b"",
         source: str | None = None,
         timeout: float = 5.0,
+        sid: str | None = None,
     ) -> None:
         self.sock = socket.create_connection(
             ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
         )
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
-            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            "GET /socket.io/?EIO=4&transport=websocket"
+            + (f"&sid={sid}" if sid else "")
+            + " HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
@@ -82,6 +87,9 @@ class Wire:
         if not head.startswith(b"HTTP/1.1 101"):
             self.sock.close()
             raise HandshakeRefused(int(head.split(b" ", 2)[1]), head)
+        if sid is not None:
+            self.handshake = {"sid": sid}
+            return
         opcode, payload = self.read()
         assert opcode == TEXT and payload.startswith(b"0{"), payload
         self.handshake = json.loads(payload[1:])
