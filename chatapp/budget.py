@@ -31,17 +31,21 @@ class InputPolicy:
 
 
 class InputBudget:
-    """One connection's token buckets: packets, bytes and invalid input."""
+    """One connection's token buckets: packets, bytes and invalid input.
 
-    __slots__ = ("policy", "addr", "_packets", "_bytes", "_invalid", "_at", "_invalid_at")
+    Every connection has one, so it is kept small: the invalid-input bucket
+    exists only once the connection has sent some.
+    """
+
+    __slots__ = ("policy", "addr", "_packets", "_bytes", "_at", "_invalid")
 
     def __init__(self, policy: InputPolicy, addr: str = "") -> None:
         self.policy = policy
         self.addr = addr  # the client address key, for the refusal log
         self._packets = float(policy.packet_burst)
         self._bytes = float(policy.byte_burst)
-        self._invalid = float(policy.invalid_burst)
-        self._at = self._invalid_at = time.monotonic()
+        self._at = time.monotonic()
+        self._invalid: tuple[float, float] | None = None  # (tokens, when)
 
     def spend(self, size: int, packets: int = 1) -> bool:
         """Spend ``packets`` packets of ``size`` bytes in all; False once past the budget."""
@@ -59,10 +63,10 @@ class InputBudget:
         """Spend one unit of invalid input; False once past its budget."""
         policy = self.policy
         now = time.monotonic()
-        refill = (now - self._invalid_at) * policy.invalid_per_second
-        self._invalid_at = now
-        self._invalid = min(policy.invalid_burst, self._invalid + refill) - 1
-        return self._invalid >= 0
+        tokens, at = self._invalid or (policy.invalid_burst, now)
+        tokens = min(policy.invalid_burst, tokens + (now - at) * policy.invalid_per_second) - 1
+        self._invalid = (tokens, now)
+        return tokens >= 0
 
 
 class AddressRate:

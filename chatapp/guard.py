@@ -69,12 +69,19 @@ class GuardSettings:
     input: InputPolicy
 
 
-@dataclass(slots=True)
-class _Session:
-    addr: str
-    budget: InputBudget
-    unjoined_since: float | None  # since when it has no /chat connection
-    connects: int = 0  # CONNECT packets to /chat so far
+class _Session(InputBudget):
+    """An Engine.IO session as the guard sees it: its input budget and a little more.
+
+    One object a session (not a budget and a record of it): there may be
+    tens of thousands.
+    """
+
+    __slots__ = ("unjoined_since", "connects")
+
+    def __init__(self, policy: InputPolicy, addr: str, now: float) -> None:
+        super().__init__(policy, addr)
+        self.unjoined_since: float | None = now  # since when it has no /chat connection
+        self.connects = 0  # CONNECT packets to /chat so far
 
 
 def plain_response(
@@ -165,8 +172,7 @@ class EngineGuard:
 
     def budget(self, sid: str) -> InputBudget | None:
         """Return the input budget of Engine.IO session ``sid`` (None: no such session)."""
-        session = self._sessions.get(sid)
-        return session.budget if session is not None else None
+        return self._sessions.get(sid)
 
     def overspent(self, budget: InputBudget) -> None:
         """Log a connection closed for spending its input budget."""
@@ -180,7 +186,7 @@ class EngineGuard:
         connect again, and its member is unaffected within the leave grace).
         """
         session = self._sessions.get(sid)
-        if session is not None and not session.budget.spend_invalid():
+        if session is not None and not session.spend_invalid():
             self.refused("session_closed", "invalid_input", session.addr)
             self._server.eio.start_background_task(self._close, sid)
 
@@ -188,9 +194,7 @@ class EngineGuard:
 
     def _on_connect(self, sid: str, environ: dict[str, Any]) -> Any:
         addr = self.address_of(environ)
-        self._sessions[sid] = _Session(
-            addr, InputBudget(self.settings.input, addr), time.monotonic()
-        )
+        self._sessions[sid] = _Session(self.settings.input, addr, time.monotonic())
         self._per_address[addr] = self._per_address.get(addr, 0) + 1
         if not self._scanning:
             self._scanning = True
@@ -297,8 +301,8 @@ class EngineGuard:
             # A new WebSocket session was admitted before its upgrade; a
             # polling session that upgrades reads its frames with its budget.
             if session is not None:
-                websocket.budget = session.budget
-                websocket.on_overspent = self.overspent
+                websocket.budget = session
+                websocket.guard = self
             return self.app(environ, start_response)
         if sid is None:
             if environ.get("REQUEST_METHOD") == "GET" and not self.admits(environ):
@@ -314,11 +318,11 @@ class EngineGuard:
                 self.refused("session_closed", "frame_too_big", session.addr)
                 self._close(sid)
                 return plain_response(start_response, "413 Payload Too Large", "Payload Too Large")
-            spent = session.budget.spend(len(body), body.count(RECORD_SEPARATOR) + 1)
+            spent = session.spend(len(body), body.count(RECORD_SEPARATOR) + 1)
         else:
-            spent = session.budget.spend(0)
+            spent = session.spend(0)
         if not spent:
-            self.overspent(session.budget)
+            self.overspent(session)
             self._close(sid)
             return plain_response(start_response, "429 Too Many Requests", "Input budget spent")
         return self.app(environ, start_response)

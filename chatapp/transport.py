@@ -181,7 +181,7 @@ class WebSocketSessions:
             connection.close()
             return
         connection.budget = budget
-        connection.on_overspent = self.guard.overspent
+        connection.guard = self.guard
         session.start_pinging()
         connection.start(session, unread)
 
@@ -212,7 +212,7 @@ class Connection(FrameWriter):
         "session",
         "max_message_bytes",
         "budget",
-        "on_overspent",
+        "guard",
         "_registry",
         "_reader",
         "_timer",
@@ -232,13 +232,15 @@ class Connection(FrameWriter):
         self.session: EngineSocket | None = None
         self.max_message_bytes = max_message_bytes
         self.budget: InputBudget | None = None  # set before reading starts
-        self.on_overspent: Callable[[InputBudget], None] | None = None
+        self.guard: EngineGuard | None = None  # told when the budget is spent
         self._registry = registry
         registry.add(self)
         self._reader = gevent.get_hub().loop.io(sock.fileno(), READ, ref=False)
         self._timer: Any = None
         self._fragment_timer: Any = None  # runs while a fragmented message is open
-        self._buffer = bytearray()  # the start of a frame not yet whole
+        # The start of a frame not yet whole: a bytearray, grown in place; b""
+        # (shared, no allocation) while there is none.
+        self._buffer: bytearray | bytes = b""
         self._needed = 0  # the bytes _buffer must hold before parsing can go on
         self._fragments: list[bytes] | None = None  # a message in several frames
         self._fragments_bytes = 0
@@ -292,11 +294,11 @@ class Connection(FrameWriter):
         try:
             self._spend(max(len(data), READ_COST_FLOOR), 0)
             if self._buffer:
-                self._buffer += data  # amortized: a byte at a time stays linear
+                self._buffer += data  # in place: a byte at a time stays linear
                 if len(self._buffer) < self._needed:
                     return
                 data = bytes(self._buffer)
-                self._buffer = bytearray()
+                self._buffer = b""
             consumed, self._needed = self._parse(data)
         except _ProtocolError as error:
             self.protocol_error(error.code)
@@ -307,8 +309,8 @@ class Connection(FrameWriter):
     def _spend(self, size: int, packets: int) -> None:
         budget = self.budget
         if budget is not None and not budget.spend(size, packets):
-            if self.on_overspent is not None:
-                self.on_overspent(budget)
+            if self.guard is not None:
+                self.guard.overspent(budget)
             raise _ProtocolError(CLOSE_POLICY_VIOLATION)
 
     def _parse(self, buffer: bytes) -> tuple[int, int]:
@@ -455,7 +457,7 @@ class Connection(FrameWriter):
         if self.closing or self.released:
             return False
         self.closing = True
-        self._buffer = bytearray()
+        self._buffer = b""
         self._drop_fragments()
         reason = b"" if code is None else code.to_bytes(2, "big")
         self.write_frame(encode_frame(reason, CLOSE))

@@ -256,7 +256,7 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         "_message_bytes",
         "writer",
         "budget",
-        "on_overspent",
+        "guard",
         "_fragments_due",
     )
 
@@ -265,7 +265,7 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         self.max_message_bytes = max_message_bytes
         self._message_bytes = 0
         self.budget: Any = None  # an InputBudget, set before the first read
-        self.on_overspent: Callable[[Any], None] | None = None
+        self.guard: Any = None  # the EngineGuard to tell when the budget is spent
         self._fragments_due: gevent.Timeout | None = None
         # gevent's socket wraps a non-blocking stdlib socket (``_sock``);
         # its own send is a C call with no timer and no getsockopt.
@@ -284,8 +284,8 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
         if header.flags:
             raise ProtocolError
         if self.budget is not None and not self.budget.spend(header.length + 2):
-            if self.on_overspent is not None:
-                self.on_overspent(self.budget)
+            if self.guard is not None:
+                self.guard.overspent(self.budget)
             raise ProtocolError("input budget spent")
         if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY):
             self._message_bytes = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import types
 
 import pytest
 
@@ -147,8 +148,8 @@ def test_a_frame_that_comes_a_byte_at_a_time_is_appended_to_not_copied(connectio
 
 def test_every_read_costs_at_least_the_floor(connection):
     connection.budget = InputBudget(InputPolicy(1000, 1000, 0, 10 * READ_COST_FLOOR), "10.0.0.1")
-    overspent = []
-    connection.on_overspent = overspent.append
+    overspent: list[InputBudget] = []
+    connection.guard = types.SimpleNamespace(overspent=overspent.append)
     data = long_frame()
     for byte in data[:10]:
         connection._received(bytes((byte,)))  # a byte, priced as READ_COST_FLOOR
