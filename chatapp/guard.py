@@ -17,7 +17,8 @@ app stands in front of python-engineio and python-socketio, in two roles:
   HANDSHAKES_PER_MINUTE with 429 (a WebSocket handshake is refused the same
   way before its upgrade: chatapp.websocket), refuses
   polling bodies over MAX_FRAME_BYTES with 413, and spends the session's
-  budget for every polling request, closing the session past it (429).
+  budget for the packets of every polling body, closing the session past
+  it (429).
   python-engineio refuses an oversized body but then waits for a long-poll
   GET to carry the close packet: with none pending, the POST never got an
   answer. Here it gets 413 at once.
@@ -312,16 +313,16 @@ class EngineGuard:
             return self.app(environ, start_response)
         if session is None:
             return self.app(environ, start_response)  # Engine.IO answers an unknown sid
-        if environ.get("REQUEST_METHOD") == "POST":
-            body = self._read_body(environ)
-            if body is None:
-                self.refused("session_closed", "frame_too_big", session.addr)
-                self._close(sid)
-                return plain_response(start_response, "413 Payload Too Large", "Payload Too Large")
-            spent = session.spend(len(body), body.count(RECORD_SEPARATOR) + 1)
-        else:
-            spent = session.spend(0)
-        if not spent:
+        if environ.get("REQUEST_METHOD") != "POST":
+            # A long-poll sends no packet: it waits for the server's, and in
+            # a busy room a client polls as often as lines come.
+            return self.app(environ, start_response)
+        body = self._read_body(environ)
+        if body is None:
+            self.refused("session_closed", "frame_too_big", session.addr)
+            self._close(sid)
+            return plain_response(start_response, "413 Payload Too Large", "Payload Too Large")
+        if not session.spend(len(body), body.count(RECORD_SEPARATOR) + 1):
             self.overspent(session)
             self._close(sid)
             return plain_response(start_response, "429 Too Many Requests", "Input budget spent")

@@ -108,3 +108,23 @@ def test_the_log_keeps_following_while_the_box_grows(server, open_context):
     expect(log(ada)).to_contain_text("while ada writes")
     ada.wait_for_function(AT_BOTTOM, timeout=2000)
     expect(ada.get_by_role("button", name="New messages ↓")).to_be_hidden()
+
+
+def test_a_fast_typist_stays_within_the_connections_input_budget(open_context):
+    # The page's own packets (lines, typing, pongs) never come near the
+    # input budget, even from someone typing and sending as fast as they
+    # can past their send rate: every line arrives, the connection stays.
+    live = start_live_server({"SEND_RATE": 5, "SEND_BURST": 10})
+    try:
+        ada = open_context().new_page()
+        create_room(ada, live.url, "ada")
+        box = ada.get_by_role("textbox", name="Message")
+        for i in range(25):
+            box.press_sequentially(f"fast {i}", delay=5)
+            box.press("Enter")
+        expect(log(ada)).to_contain_text("fast 24", timeout=10_000)
+        assert chat_texts(ada) == [f"fast {i}" for i in range(25)]
+        log_text = live.log_text()
+        assert "session_closed" not in log_text and "session_refused" not in log_text
+    finally:
+        live.close()
