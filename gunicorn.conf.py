@@ -15,10 +15,10 @@ bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
 # WebSocket upgrades need gevent-websocket's handler (plain ``gevent`` fails
 # every upgrade while gevent-websocket is installed); chatapp's subclass of
 # its worker bounds frames to MAX_FRAME_BYTES before reading them.
-worker_class = "chatapp.worker.ChatWorker"
+worker_class = "chatapp.engine.worker.ChatWorker"
 workers = 1
 # Requests in flight at once (each has a greenlet). A WebSocket session lets
-# go of its request once the handshake is done (chatapp.transport), but a
+# go of its request once the handshake is done (chatapp.engine.transport), but a
 # long-polling one keeps one open; the default 1000 would stall those.
 worker_connections = 10000
 backlog = 1024

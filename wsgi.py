@@ -2,7 +2,7 @@
 
 gunicorn -c gunicorn.conf.py wsgi:app
 
-(gunicorn.conf.py picks chatapp.worker.ChatWorker: gevent-websocket's own
+(gunicorn.conf.py picks chatapp.engine.worker.ChatWorker: gevent-websocket's own
 worker would drop the frame size limit and the close on SIGTERM.)
 """
 

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.typing import ResponseReturnValue
 
-    from chatapp.guard import EngineGuard
-    from chatapp.refusals import RefusalLog
+    from chatapp.engine.guard import EngineGuard
     from chatapp.rooms import RoomRegistry
+    from chatapp.web.refusals import RefusalLog
 
 SECRET_KEY_FILE = "secret_key"
 
@@ -37,11 +37,11 @@ def create_app(
 
     from chatapp import lobby
     from chatapp import room
-    from chatapp.errors import register_error_handlers
     from chatapp.extensions import csrf
-    from chatapp.security import register_request_limits
-    from chatapp.security import register_security_headers
-    from chatapp.sessions import ChatSessionInterface
+    from chatapp.web.cookie import ChatSessionInterface
+    from chatapp.web.errors import register_error_handlers
+    from chatapp.web.security import register_request_limits
+    from chatapp.web.security import register_security_headers
 
     app = Flask(
         __name__,
@@ -110,8 +110,8 @@ def _instance_secret_key(app: Flask) -> str:
 
 def _make_refusal_log() -> RefusalLog:
     from chatapp.extensions import socketio
-    from chatapp.logs import write_event
-    from chatapp.refusals import RefusalLog
+    from chatapp.web.logs import write_event
+    from chatapp.web.refusals import RefusalLog
 
     # Looked up when a refusal comes: socketio's server is this app's by then.
     return RefusalLog(
@@ -122,10 +122,10 @@ def _make_refusal_log() -> RefusalLog:
 
 
 def _make_guard(app: Flask, namespace: str) -> EngineGuard:
-    from chatapp.addresses import client_address_finder
-    from chatapp.budget import InputPolicy
-    from chatapp.guard import EngineGuard
-    from chatapp.guard import GuardSettings
+    from chatapp.engine.budget import InputPolicy
+    from chatapp.engine.guard import EngineGuard
+    from chatapp.engine.guard import GuardSettings
+    from chatapp.web.addresses import client_address_finder
 
     cfg = app.config
     settings = GuardSettings(
@@ -150,17 +150,18 @@ def _make_guard(app: Flask, namespace: str) -> EngineGuard:
 
 
 def _register_socketio(app: Flask) -> None:
-    from chatapp.broadcast import Broadcaster
-    from chatapp.delivery import RedisFastEmitManager
-    from chatapp.delivery import RoomSequencer
+    from chatapp.delivery.broadcast import Broadcaster
+    from chatapp.delivery.sequencer import RoomSequencer
+    from chatapp.engine.fastpath import FastEmitManager
+    from chatapp.engine.fastpath import RedisFastEmitManager
+    from chatapp.engine.packets import safe_packet_class
+    from chatapp.engine.transport import WebSocketSessions
     from chatapp.extensions import socketio
-    from chatapp.fastpath import FastEmitManager
-    from chatapp.metrics import Metrics
-    from chatapp.metrics import register_metrics
-    from chatapp.packets import SafePacket
+    from chatapp.presence import Presence
     from chatapp.sockets import CHAT_NAMESPACE
     from chatapp.sockets import ChatNamespace
-    from chatapp.transport import WebSocketSessions
+    from chatapp.web.metrics import Metrics
+    from chatapp.web.metrics import register_metrics
 
     cfg = app.config
     sequencer = None
@@ -186,12 +187,12 @@ def _register_socketio(app: Flask) -> None:
         # lines keep their order and no greenlet is spawned per event.
         async_handlers=False,
         # Packets no client library writes become an ignored event, not a traceback.
-        serializer=SafePacket,
+        serializer=safe_packet_class(CHAT_NAMESPACE),
         client_manager=manager,
         # Only /chat exists: a CONNECT to any other namespace gets CONNECT_ERROR.
         namespaces=[CHAT_NAMESPACE],
     )
-    # Every session's input, address and time limits (chatapp.guard).
+    # Every session's input, address and time limits (chatapp.engine.guard).
     guard = _make_guard(app, CHAT_NAMESPACE)
     guard.install(socketio.server)
     app.extensions["engine_guard"] = guard
@@ -208,14 +209,23 @@ def _register_socketio(app: Flask) -> None:
         overlap=sequencer is not None,
     )
     app.wsgi_app = sessions  # type: ignore[method-assign]
-    app.extensions["chat_sessions"] = sessions
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
     app.extensions["chat_broadcaster"] = broadcaster
     metrics = Metrics()
     register_metrics(app, metrics)
-    namespace = ChatNamespace(CHAT_NAMESPACE, broadcaster, metrics, guard)
-    app.extensions["chat_namespace"] = namespace
+    presence = Presence(app, app.extensions["room_registry"], broadcaster, socketio, CHAT_NAMESPACE)
+    app.extensions["chat_presence"] = presence
+    namespace = ChatNamespace(CHAT_NAMESPACE, presence, broadcaster, metrics, guard)
     socketio.on_namespace(namespace)
+
+    def graceful_stop(timeout: float) -> None:
+        # Every local socket is told to go (it reconnects elsewhere, or here
+        # once restarted, and catches up by last_id); then its WebSocket has
+        # up to ``timeout`` to close before it is closed.
+        presence.close_all()
+        sessions.wait_closed(timeout)
+
+    app.extensions["graceful_stop"] = graceful_stop
 
 
 def _is_shared(store_url: str) -> bool:

@@ -9,7 +9,7 @@ import logging
 import os
 
 from chatapp import create_app
-from chatapp.serving import serve
+from chatapp.engine.serving import serve
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from flask_socketio import SocketIO
 from flask_wtf import CSRFProtect
 
 if TYPE_CHECKING:
-    from chatapp.broadcast import Broadcaster
+    from chatapp.presence import Presence
     from chatapp.rooms import RoomRegistry
 
 socketio = SocketIO()
@@ -22,7 +22,7 @@ def get_registry() -> RoomRegistry:
     return registry
 
 
-def get_broadcaster() -> Broadcaster:
-    """Return the current app's Broadcaster (delivery to the /chat namespace)."""
-    broadcaster: Broadcaster = current_app.extensions["chat_broadcaster"]
-    return broadcaster
+def get_presence() -> Presence:
+    """Return the current app's Presence (connections and the end of memberships)."""
+    presence: Presence = current_app.extensions["chat_presence"]
+    return presence

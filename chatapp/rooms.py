@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone
 
+from chatapp.domain import Ended
+from chatapp.domain import Membership
+from chatapp.domain import Message
 from chatapp.names import InvalidName
 from chatapp.names import is_valid_code
 from chatapp.names import name_keys
@@ -27,8 +30,6 @@ from chatapp.stores.base import AddOutcome
 from chatapp.stores.base import AppendOutcome
 from chatapp.stores.base import ConnectOutcome
 from chatapp.stores.base import CreateOutcome
-from chatapp.stores.base import Ended
-from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
 from chatapp.stores.base import Store
 from chatapp.stores.base import StoreUnavailable
@@ -111,15 +112,6 @@ class SendRefused(ValueError):
         if self.retry_after is not None:
             ack["retry_after"] = round(self.retry_after, 3)
         return ack
-
-
-@dataclass(frozen=True, slots=True)
-class Membership:
-    """A session's seat in a room, as the session cookie remembers it."""
-
-    code: str
-    member_id: str
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +209,7 @@ class RoomRegistry:
     def create_room(self, raw_name: str, address: str = NO_ADDRESS) -> Membership:
         """Create a room with a fresh code and seat its creator (pending).
 
-        ``address`` is the client's address key (chatapp.addresses). Raise
+        ``address`` is the client's address key (chatapp.web.addresses). Raise
         TooManyAttempts past CREATES_PER_MINUTE or ROOMS_PER_ADDRESS, and
         ServerFull at MAX_ROOMS; a refused creation records nothing.
         """

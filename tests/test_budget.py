@@ -8,11 +8,11 @@ import types
 
 import pytest
 
-from chatapp.budget import InputBudget
-from chatapp.budget import InputPolicy
-from chatapp.refusals import RefusalLog
-from chatapp.transport import Connection
-from chatapp.transport import READ_COST_FLOOR
+from chatapp.engine.budget import InputBudget
+from chatapp.engine.budget import InputPolicy
+from chatapp.engine.transport import Connection
+from chatapp.engine.transport import READ_COST_FLOOR
+from chatapp.web.refusals import RefusalLog
 
 POLICY = InputPolicy(packets_per_second=10, packet_burst=5, bytes_per_second=100, byte_burst=1000)
 

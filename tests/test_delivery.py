@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from chatapp.delivery import DeliveryListener
-from chatapp.delivery import GAP_WAIT_SECONDS
-from chatapp.delivery import RoomSequencer
+from chatapp.delivery.sequencer import DeliveryListener
+from chatapp.delivery.sequencer import GAP_WAIT_SECONDS
+from chatapp.delivery.sequencer import RoomSequencer
+from chatapp.domain import Message
+from chatapp.domain import Present
 from chatapp.stores import Limits
 from chatapp.stores.base import AppendOutcome
-from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
-from chatapp.stores.base import Present
 from chatapp.stores.base import StoreUnavailable
 from chatapp.stores.redis import _delivery
 from chatapp.stores.redis import _run_together

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 from flask import Flask
 
-from chatapp.delivery import RoomSequencer
-from chatapp.housekeeping import Housekeeper
-from chatapp.housekeeping import Rotation
-from chatapp.housekeeping import TICK_SECONDS
+from chatapp.delivery.housekeeping import Housekeeper
+from chatapp.delivery.housekeeping import Rotation
+from chatapp.delivery.housekeeping import TICK_SECONDS
+from chatapp.delivery.sequencer import RoomSequencer
 
 KEYS = [f"conn-{n}" for n in range(400)]
 

@@ -9,7 +9,7 @@ import pytest
 from flask import template_rendered
 
 from chatapp import create_app
-from chatapp.memberships import MAX_MEMBERSHIPS
+from chatapp.web.memberships import MAX_MEMBERSHIPS
 
 
 def post(client, **fields):

@@ -26,13 +26,13 @@ from geventwebsocket.websocket import WebSocket
 from liveserver import LiveServer
 from liveserver import Person
 
-from chatapp import gcpolicy
-from chatapp import websocket as ws_module
-from chatapp.fastpath import FastEmitManager
-from chatapp.websocket import BoundedWebSocket
-from chatapp.websocket import encode_frame
-from chatapp.websocket import text_frame
-from chatapp.websocket import unmask
+from chatapp.engine import runtime as gcpolicy
+from chatapp.engine import websocket as ws_module
+from chatapp.engine.fastpath import FastEmitManager
+from chatapp.engine.websocket import BoundedWebSocket
+from chatapp.engine.websocket import encode_frame
+from chatapp.engine.websocket import text_frame
+from chatapp.engine.websocket import unmask
 
 CHECKED_WITH = {
     "python-socketio": "5.18.",
@@ -68,7 +68,7 @@ def test_manager_emit_signature_and_helpers():
     assert hasattr(socketio.Server, "_send_eio_packet")
     assert "environ" in vars(socketio.Server(async_mode="threading"))
     # The Redis manager must reach FastEmitManager.emit through super().
-    from chatapp.delivery import RedisFastEmitManager
+    from chatapp.engine.fastpath import RedisFastEmitManager
 
     mro = RedisFastEmitManager.__mro__
     assert mro.index(socketio.PubSubManager) < mro.index(FastEmitManager)
@@ -88,7 +88,7 @@ def test_engineio_socket_attributes():
 
 
 def test_engineio_drives_a_socket_through_what_engine_socket_provides():
-    # chatapp.transport.EngineSocket skips Socket.__init__ (no queue) and sets
+    # chatapp.engine.transport.EngineSocket skips Socket.__init__ (no queue) and sets
     # the attributes below itself; python-engineio's server reads these.
     base = inspect.getsource(engineio.base_socket.BaseSocket.__init__)
     for name in ("sid", "queue", "last_ping", "connected", "upgrading", "upgraded", "closing"):
@@ -398,7 +398,7 @@ def test_broadcast_reaches_every_member_in_order(tmp_path):
 
 
 def test_python_socketio_still_buffers_the_attachments_a_packet_announces():
-    # The hole chatapp.packets.SafePacket closes (python-socketio 5.18.1):
+    # The hole chatapp.engine.packets.SafePacket closes (python-socketio 5.18.1):
     # its own Packet takes any count of attachments and keeps each one it is
     # given until the count is reached. If this fails, upstream bounds it now.
     pkt = socketio.packet.Packet(encoded_packet='59999999999-/chat,["send",{"num":0}]')
@@ -412,7 +412,7 @@ def test_python_socketio_still_buffers_the_attachments_a_packet_announces():
 
 
 def test_the_engineio_handlers_the_guard_wraps():
-    # chatapp.guard replaces these through eio.on() and calls what it replaced;
+    # chatapp.engine.guard replaces these through eio.on() and calls what it replaced;
     # it asks the manager which sessions are connected to /chat.
     server = socketio.Server(async_mode="threading", namespaces=["/chat"])
     assert set(server.eio.handlers) == {"connect", "message", "disconnect"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from chatapp.qr import invite_qr_svg
+from chatapp.web.qr import invite_qr_svg
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

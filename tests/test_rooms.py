@@ -15,6 +15,7 @@ from datetime import timezone
 
 import pytest
 
+from chatapp.domain import Present
 from chatapp.rooms import InvalidCode
 from chatapp.rooms import InvalidName
 from chatapp.rooms import NameTaken
@@ -32,7 +33,6 @@ from chatapp.stores import Limits
 from chatapp.stores import MemoryStore
 from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import GONE
-from chatapp.stores.base import Present
 from chatapp.stores.redis import RedisStore
 
 
@@ -258,7 +258,7 @@ def test_members_listed_in_join_order(registry, clock):
     cy = registry.join_room(ada.code, "cy")
     registry.connect(cy.code, cy.member_id, "c1")
     registry.connect(ada.code, ada.member_id, "a1")
-    # What a process reads when it lost the notices' own lists (chatapp.delivery).
+    # What a process reads when it lost the notices' own lists (chatapp.delivery.sequencer).
     # (bob is not in yet; the list is as of ada's join notice, id 2)
     assert registry.store.present(ada.code, clock()) == Present(("cy", "ada"), 2)
     welcome = registry.connect(bob.code, bob.member_id, "b1")

@@ -9,9 +9,9 @@ import pytest
 from socket_events import events
 from socket_events import received
 
+from chatapp.presence import ENDINGS_AT_ONCE
 from chatapp.rooms import StoreUnavailable
 from chatapp.sockets import CHAT_NAMESPACE
-from chatapp.sockets import ENDINGS_AT_ONCE
 
 
 def wait_until(predicate, timeout=3.0):
@@ -121,17 +121,17 @@ def test_a_store_failure_after_the_connect_leaves_nobody_present(app, room, refu
     code, ada, bob = room
     a = ada.socket(room=code)
     a.get_received(CHAT_NAMESPACE)
-    namespace = app.extensions["chat_namespace"]
-    admit = namespace.broadcaster.admit
+    presence = app.extensions["chat_presence"]
+    admit = presence.broadcaster.admit
 
     def fails_once(*args):  # as the store does when it times out right then
-        monkeypatch.setattr(namespace.broadcaster, "admit", admit)
+        monkeypatch.setattr(presence.broadcaster, "admit", admit)
         raise StoreUnavailable("timed out")
 
-    monkeypatch.setattr(namespace.broadcaster, "admit", fails_once)
+    monkeypatch.setattr(presence.broadcaster, "admit", fails_once)
     assert not bob.socket(room=code).is_connected(CHAT_NAMESPACE)
     assert refusals == [{"message": "unavailable"}]
-    assert len(namespace.local_connections()) == 1  # ada's socket only
+    assert len(presence.local_connections()) == 1  # ada's socket only
     got = []
     # bob's notice went out; with no socket left, the grace ends his membership.
     assert wait_until(lambda: got.extend(received(a)) or ("members", {"members": ["ada"]}) in got)

@@ -1,4 +1,4 @@
-"""chatapp.transport on the real server: WebSocket framing, pings, closing, flow.
+"""chatapp.engine.transport on the real server: WebSocket framing, pings, closing, flow.
 
 A hand-written client sends frames byte by byte (fragments, control
 frames, protocol errors, frames written together with the handshake) and
@@ -52,7 +52,7 @@ SETTINGS = {
 @pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def server(request, tmp_path_factory):
     # On Redis a send waits for the store, so a connection's events overlap
-    # (chatapp.transport): the same rules must hold there too.
+    # (chatapp.engine.transport): the same rules must hold there too.
     settings = dict(SETTINGS)
     if request.param == "redis":
         settings["STORE"] = request.getfixturevalue("redis_server")

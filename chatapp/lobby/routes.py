@@ -12,15 +12,12 @@ from flask import request
 from flask import Response
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 
-from chatapp import memberships
-from chatapp.addresses import address_key
 from chatapp.extensions import get_registry
 from chatapp.lobby.forms import chosen_action
 from chatapp.lobby.forms import LobbyForm
-from chatapp.logs import log_event
-from chatapp.logs import log_refusal
 from chatapp.names import normalize_code
 from chatapp.rooms import NameTaken
 from chatapp.rooms import NoFreeCode
@@ -29,6 +26,11 @@ from chatapp.rooms import RoomNotFound
 from chatapp.rooms import ServerFull
 from chatapp.rooms import StoreUnavailable
 from chatapp.rooms import TooManyAttempts
+from chatapp.web import memberships
+from chatapp.web.addresses import address_key
+from chatapp.web.errors import EXPIRED_FORM
+from chatapp.web.logs import log_event
+from chatapp.web.logs import log_refusal
 
 bp = Blueprint("lobby", __name__)
 
@@ -115,6 +117,12 @@ def _too_many_page(script_root: str) -> bytes:
 </body>
 </html>
 """.encode()
+
+
+@bp.errorhandler(CSRFError)
+def expired_form(error: CSRFError) -> ResponseReturnValue:
+    """Show the lobby again, saying why, when its form's CSRF token failed."""
+    return render_lobby(LobbyForm(), 400, EXPIRED_FORM)
 
 
 def render_lobby(

@@ -10,12 +10,11 @@ from flask import Response
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from chatapp import memberships
-from chatapp.extensions import get_broadcaster
+from chatapp.extensions import get_presence
 from chatapp.extensions import get_registry
-from chatapp.logs import log_event
 from chatapp.names import normalize_code
-from chatapp.qr import invite_qr_svg
+from chatapp.web import memberships
+from chatapp.web.qr import invite_qr_svg
 
 bp = Blueprint("room", __name__, url_prefix="/room")
 
@@ -58,11 +57,6 @@ def leave(code: str) -> ResponseReturnValue:
     code = normalize_code(code)
     membership = memberships.find(code)
     if membership is not None:
-        broadcaster = get_broadcaster()
-        with broadcaster.lock(code):
-            ended = get_registry().leave(code, membership.member_id)
-            if ended is not None:
-                log_event("leave", room=code, members=len(ended.members), by="button")
-                broadcaster.departure(code, ended)
+        get_presence().leave(code, membership.member_id)
         memberships.forget(code)
     return redirect(url_for("lobby.index"), 303)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chatapp.domain import Message
 from chatapp.stores.base import Limits
-from chatapp.stores.base import Message
 from chatapp.stores.base import Store
 from chatapp.stores.base import StoreUnavailable
 from chatapp.stores.memory import MemoryStore

@@ -1,18 +1,31 @@
 """The Store interface: where rooms, members and messages live.
 
-A store keeps data and makes each operation atomic (a lock in memory, one
-script in Redis); it decides nothing on its own. The RoomRegistry computes
-every value (normalized names, name keys, limits, timestamps) and passes it
-in, and turns the outcomes below into the protocol's answers.
+Where the rules live. The RoomRegistry validates and decides whatever it
+can without the store: it normalizes names and codes, computes name keys,
+parses lines, keeps the clock, draws codes, and turns the outcomes below
+into the protocol's answers. Every rule that reads and then writes shared
+state (a name already taken, a room full, a membership gone stale, the
+send budget and cid de-duplication, the history a connection is owed, the
+typing throttle, the room limits) runs inside the store, atomically: under
+a lock in memory, in one Lua script call in Redis, so that two processes
+cannot both pass it. Those rules are therefore written twice, in
+stores/memory.py and stores/redis.lua; the table at the top of redis.lua
+pairs them, and the contract suite (tests/test_rooms.py, over both stores)
+is the proof that they agree.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 from typing import Protocol
+
+from chatapp.domain import Ended
+from chatapp.domain import Message
+from chatapp.domain import Present
 
 # ``end_if_gone`` with this token ends the membership whatever its epoch.
 ANY_EPOCH = -1
@@ -23,27 +36,6 @@ GONE = "~gone"
 
 class StoreUnavailable(RuntimeError):
     """The store cannot be reached; nothing was recorded."""
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One recorded chat line or join/leave notice, as the protocol sends it."""
-
-    id: int
-    kind: str
-    name: str
-    text: str
-    ts: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the protocol's JSON object for this message."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "name": self.name,
-            "text": self.text,
-            "ts": self.ts,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +96,6 @@ class Connected:
     truncated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """A membership that ended: its notice, the members left, its connections."""
-
-    notice: Message | None
-    members: tuple[str, ...]
-    connections: tuple[str, ...] = ()
-
-
 class AppendOutcome(enum.Enum):
     """How recording a chat line went."""
 
@@ -130,14 +113,6 @@ class Appended:
     message: Message | None = None
     message_id: int = 0
     retry_after: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Present:
-    """Who is in a room: the names in join order, as of message ``latest_id``."""
-
-    names: tuple[str, ...]
-    latest_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,3 +235,14 @@ class Store(Protocol):
 
     def purge(self, now: float) -> int:
         """Delete expired rooms and idle buckets; return how many rooms went."""
+
+
+class SharedStore(Store, Protocol):
+    """A store several processes share: it also sends on what others record."""
+
+    def deliveries(self, on_listening: Callable[[], None]) -> Iterator[Delivery]:
+        """Yield what other processes record in rooms with sockets here.
+
+        ``on_listening()`` runs once the store will send on everything
+        recorded from then on.
+        """

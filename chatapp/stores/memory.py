@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 
+from chatapp.domain import Ended
+from chatapp.domain import Message
+from chatapp.domain import Present
 from chatapp.stores.base import AddOutcome
 from chatapp.stores.base import ANY_EPOCH
 from chatapp.stores.base import Appended
@@ -24,11 +27,8 @@ from chatapp.stores.base import Connected
 from chatapp.stores.base import ConnectOutcome
 from chatapp.stores.base import Created
 from chatapp.stores.base import CreateOutcome
-from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
-from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
-from chatapp.stores.base import Present
 
 
 @dataclass(slots=True)

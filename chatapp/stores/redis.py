@@ -28,6 +28,9 @@ from typing import Any
 
 import redis
 
+from chatapp.domain import Ended
+from chatapp.domain import Message
+from chatapp.domain import Present
 from chatapp.stores.base import AddOutcome
 from chatapp.stores.base import Appended
 from chatapp.stores.base import AppendOutcome
@@ -36,11 +39,8 @@ from chatapp.stores.base import ConnectOutcome
 from chatapp.stores.base import Created
 from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import Delivery
-from chatapp.stores.base import Ended
 from chatapp.stores.base import Limits
-from chatapp.stores.base import Message
 from chatapp.stores.base import NewMember
-from chatapp.stores.base import Present
 from chatapp.stores.base import StoreUnavailable
 from chatapp.stores.batching import GroupCommit
 
@@ -141,7 +141,7 @@ class RedisStore:
             if together:
                 # Nothing here waits before the call joins the queue, so calls
                 # queue in the order they are made (a connection's overlapping
-                # sends rely on it: chatapp.transport). The batch takes its
+                # sends rely on it: chatapp.engine.transport). The batch takes its
                 # deadline when it is sent.
                 call = [op, repr(now), self._limits_json, self.host_id, *args]
                 reply = self._appends((key, call))

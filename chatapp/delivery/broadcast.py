@@ -8,7 +8,7 @@ to the sockets happen under one lock per room, so two concurrent sends
 connecting socket takes its history snapshot and enters the room between
 two deliveries, never in the middle of one. With a shared store, messages
 of other processes arrive in any order anyway, and the RoomSequencer
-(chatapp.delivery) puts them all in order.
+(chatapp.delivery.sequencer) puts them all in order.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from contextlib import AbstractContextManager
 
 from flask_socketio import SocketIO
 
-from chatapp.delivery import RoomSequencer
-from chatapp.stores.base import Ended
-from chatapp.stores.base import Message
+from chatapp.delivery.sequencer import RoomSequencer
+from chatapp.domain import Ended
+from chatapp.domain import Message
 
 # A fixed pool of locks, picked by the room code's hash: bounded memory and
 # no clean-up, at the cost of two rooms now and then sharing a lock.

@@ -6,14 +6,14 @@ greenlet wakes, encodes the text to UTF-8 again, builds a WebSocket header
 and writes it through gevent's ``sendall``. Under load that was about 60 %
 of the server's time (benchmarks/README.md). Here the emitting greenlet
 builds the WebSocket frame once and writes the same bytes to each
-recipient's socket itself, without blocking (chatapp.websocket).
+recipient's socket itself, without blocking (chatapp.engine.websocket).
 
 python-socketio documents client managers as its extension point
 (``client_manager=``); this one overrides ``emit`` and the room bookkeeping
 below. A recipient gets
 the frame directly only when that is indistinguishable from the queue:
 
-- its Engine.IO socket is one of chatapp.transport's sessions (which write
+- its Engine.IO socket is one of chatapp.engine.transport's sessions (which write
   every frame this way), or
 - its Engine.IO socket is an open WebSocket of python-engineio's
   (``wsgi.websocket`` in the environ Engine.IO keeps for it is our
@@ -41,10 +41,10 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from chatapp.transport import EngineSocket
-from chatapp.websocket import BoundedWebSocket
-from chatapp.websocket import FrameWriter
-from chatapp.websocket import text_frame
+from chatapp.engine.transport import EngineSocket
+from chatapp.engine.websocket import BoundedWebSocket
+from chatapp.engine.websocket import FrameWriter
+from chatapp.engine.websocket import text_frame
 
 
 class FastEmitManager(socketio.Manager):  # type: ignore[misc]
@@ -132,9 +132,23 @@ def _direct_writer(eio_socket: Any, environ: Any) -> FrameWriter | None:
     """Return the writer to hand the frame to directly, or None to take the queue."""
     if eio_socket is None or eio_socket.closing or eio_socket.closed:
         return None
-    if type(eio_socket) is EngineSocket:  # chatapp.transport's sessions: no queue at all
+    if type(eio_socket) is EngineSocket:  # chatapp.engine.transport's sessions: no queue at all
         return eio_socket.connection
     websocket = environ.get("wsgi.websocket") if environ is not None else None
     if type(websocket) is not BoundedWebSocket or eio_socket.queue.qsize():
         return None
     return websocket.writer
+
+
+class RedisFastEmitManager(socketio.RedisManager, FastEmitManager):  # type: ignore[misc]
+    """python-socketio's Redis queue, emitting to this host's sockets through FastEmitManager.
+
+    python-socketio documents client managers as its extension point
+    (``client_manager=``). In the method order, FastEmitManager comes after
+    the Redis manager and before python-socketio's Manager, so every local
+    emit (those the queue brings in, and ``ignore_queue`` ones) encodes each
+    frame once.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, channel="chatapp")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import session
 
-from chatapp.rooms import Membership
+from chatapp.domain import Membership
 
 SESSION_KEY = "rooms"
 MAX_MEMBERSHIPS = 10

@@ -10,7 +10,7 @@ the handshake (``ChatWebSocketHandler.detach``), and then:
 - the event loop reads it: an io watcher calls ``Connection.on_readable``,
   which parses whole frames (refusing one over MAX_FRAME_BYTES before its
   payload is waited for) and hands each message to the session. Every read
-  and every frame spend the connection's input budget (chatapp.budget),
+  and every frame spend the connection's input budget (chatapp.engine.budget),
   and the reader is linear in the bytes it reads: a frame that arrives a
   byte at a time is appended to, never copied per byte. A fragmented
   message must be complete within FRAGMENT_TIMEOUT_SECONDS;
@@ -25,7 +25,7 @@ the handshake (``ChatWebSocketHandler.detach``), and then:
   chatapp.stores.redis), and any other packet (connect, disconnect, close)
   waits until the events before it are done;
 - pings are one timer per connection, and a missing pong ends the session;
-- writes go through a FrameWriter (chatapp.websocket): batched per turn of
+- writes go through a FrameWriter (chatapp.engine.websocket): batched per turn of
   the loop, one ``send``, the rest when the socket is writable.
 
 The session is an ``engineio.socket.Socket`` registered in the Engine.IO
@@ -54,15 +54,15 @@ from engineio import socket as eio_socket
 from engineio.base_server import BaseServer
 from gevent.pool import Pool
 
-from chatapp.budget import InputBudget
-from chatapp.descriptors import DESCRIPTORS
-from chatapp.guard import EngineGuard
-from chatapp.websocket import BoundedWebSocket
-from chatapp.websocket import encode_frame
-from chatapp.websocket import FrameWriter
-from chatapp.websocket import is_engineio_text
-from chatapp.websocket import text_frame
-from chatapp.websocket import unmask
+from chatapp.engine.budget import InputBudget
+from chatapp.engine.descriptors import DESCRIPTORS
+from chatapp.engine.guard import EngineGuard
+from chatapp.engine.websocket import BoundedWebSocket
+from chatapp.engine.websocket import encode_frame
+from chatapp.engine.websocket import FrameWriter
+from chatapp.engine.websocket import is_engineio_text
+from chatapp.engine.websocket import text_frame
+from chatapp.engine.websocket import unmask
 
 READ = 1  # libev's EV_READ
 # Messages a session may have waiting for its greenlet before reading pauses.
@@ -205,7 +205,7 @@ class Connection(FrameWriter):
     It writes its own frames (a FrameWriter). Once released it holds no
     reference back to its session, so a closed connection is freed as soon
     as python-socketio lets go of the session, without waiting for the
-    cyclic garbage collector (which runs rarely: chatapp.gcpolicy).
+    cyclic garbage collector (which runs rarely: chatapp.engine.runtime).
     """
 
     __slots__ = (
@@ -482,7 +482,7 @@ class Connection(FrameWriter):
             pass
         self._registry.discard(self)
         self.session = None
-        DESCRIPTORS.open -= 1  # counted since chatapp.websocket accepted it
+        DESCRIPTORS.open -= 1  # counted since chatapp.engine.websocket accepted it
 
     def _shut_write(self) -> None:
         try:

@@ -1,7 +1,7 @@
 """Per-process upkeep for a store shared by several processes (Redis).
 
 Two background tasks per process. One listens for the messages other
-processes record in this process's rooms (chatapp.delivery). The other fills
+processes record in this process's rooms (chatapp.delivery.sequencer). The other fills
 delivery gaps from the store, renews the leases of this process's
 connections (and so its place in their rooms), and detaches connections
 whose process died (their leases ran out), so that a ``kill -9`` leaves no
@@ -21,11 +21,11 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from chatapp.delivery import DeliveryListener
-from chatapp.delivery import RoomSequencer
-from chatapp.delivery import SharedStore
+from chatapp.delivery.sequencer import DeliveryListener
+from chatapp.delivery.sequencer import RoomSequencer
 from chatapp.extensions import socketio
 from chatapp.rooms import RoomRegistry
+from chatapp.stores.base import SharedStore
 from chatapp.stores.base import StoreUnavailable
 
 TICK_SECONDS = 0.25

@@ -26,17 +26,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
-from typing import Protocol
 
-import socketio
-
-from chatapp.fastpath import FastEmitManager
-from chatapp.stores.base import Delivery
-from chatapp.stores.base import Message
+from chatapp.domain import Message
+from chatapp.stores.base import SharedStore
 from chatapp.stores.base import Store
 from chatapp.stores.base import StoreUnavailable
 
@@ -62,17 +57,6 @@ def _every_room(code: str) -> bool:
 
 def _no_room(code: str) -> bool:
     return False
-
-
-class SharedStore(Store, Protocol):
-    """A store several processes share: it also sends on what others record."""
-
-    def deliveries(self, on_listening: Callable[[], None]) -> Iterator[Delivery]:
-        """Yield what other processes record in rooms with sockets here.
-
-        ``on_listening()`` runs once the store will send on everything
-        recorded from then on.
-        """
 
 
 @dataclass
@@ -284,17 +268,3 @@ class DeliveryListener:
                 log.exception("delivery listener failed; listening again")
             sleep(LISTEN_RETRY_SECONDS[min(failures, len(LISTEN_RETRY_SECONDS) - 1)])
             failures += 1
-
-
-class RedisFastEmitManager(socketio.RedisManager, FastEmitManager):  # type: ignore[misc]
-    """python-socketio's Redis queue, emitting to this host's sockets through FastEmitManager.
-
-    python-socketio documents client managers as its extension point
-    (``client_manager=``). In the method order, FastEmitManager comes after
-    the Redis manager and before python-socketio's Manager, so every local
-    emit (those the queue brings in, and ``ignore_queue`` ones) encodes each
-    frame once.
-    """
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, channel="chatapp")

@@ -57,16 +57,11 @@ class Metrics:
             registry=self.registry,
         )
 
-    def track_presence(
-        self,
-        connections: Callable[[], int],
-        rooms: Callable[[], int],
-        members: Callable[[], int],
-    ) -> None:
-        """Read the presence gauges from the namespace at scrape time."""
-        self.connections.set_function(connections)
-        self.rooms.set_function(rooms)
-        self.members.set_function(members)
+    def track_presence(self, counts: Callable[[], tuple[int, int, int]]) -> None:
+        """Read the gauges at scrape time from ``counts()``: connections, rooms, members."""
+        self.connections.set_function(lambda: counts()[0])
+        self.rooms.set_function(lambda: counts()[1])
+        self.members.set_function(lambda: counts()[2])
 
 
 def register_metrics(app: Flask, metrics: Metrics) -> None:

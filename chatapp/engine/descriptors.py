@@ -10,8 +10,8 @@ requests get a ``503`` at once and the connection is closed, and only
 ``/healthz`` is still served, from the reserve.
 
 One count per process, as there is one gevent hub: the WSGI handler
-(chatapp.websocket) counts each accepted connection until it ends, or until
-it hands the connection to chatapp.transport, which counts it until it is
+(chatapp.engine.websocket) counts each accepted connection until it ends, or until
+it hands the connection to chatapp.engine.transport, which counts it until it is
 released.
 """
 

@@ -18,6 +18,11 @@ INVALID_BURST = 200
 INVALID_PER_SECOND = 1.0
 
 
+def refilled(tokens: float, since: float, now: float, rate: float, burst: float) -> float:
+    """Return the tokens a bucket holds at ``now``, refilled since ``since`` up to ``burst``."""
+    return min(burst, tokens + (now - since) * rate)
+
+
 @dataclass(frozen=True, slots=True)
 class InputPolicy:
     """The rates and bursts every connection's budget starts from."""
@@ -51,12 +56,14 @@ class InputBudget:
         """Spend ``packets`` packets of ``size`` bytes in all; False once past the budget."""
         policy = self.policy
         now = time.monotonic()
-        elapsed = now - self._at
-        self._at = now
+        at, self._at = self._at, now
         self._packets = (
-            min(policy.packet_burst, self._packets + elapsed * policy.packets_per_second) - packets
+            refilled(self._packets, at, now, policy.packets_per_second, policy.packet_burst)
+            - packets
         )
-        self._bytes = min(policy.byte_burst, self._bytes + elapsed * policy.bytes_per_second) - size
+        self._bytes = (
+            refilled(self._bytes, at, now, policy.bytes_per_second, policy.byte_burst) - size
+        )
         return self._packets >= 0 and self._bytes >= 0
 
     def spend_invalid(self) -> bool:
@@ -64,7 +71,7 @@ class InputBudget:
         policy = self.policy
         now = time.monotonic()
         tokens, at = self._invalid or (policy.invalid_burst, now)
-        tokens = min(policy.invalid_burst, tokens + (now - at) * policy.invalid_per_second) - 1
+        tokens = refilled(tokens, at, now, policy.invalid_per_second, policy.invalid_burst) - 1
         self._invalid = (tokens, now)
         return tokens >= 0
 
@@ -108,4 +115,4 @@ class AddressRate:
         if entry is None:
             return self.burst
         tokens, at = entry
-        return min(self.burst, tokens + (now - at) * self.rate)
+        return refilled(tokens, at, now, self.rate, self.burst)

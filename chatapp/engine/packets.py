@@ -6,15 +6,15 @@ type only servers send), and Engine.IO logs the exception with a traceback
 at ERROR. A script can fill the log that way, and PROTOCOL.md wants such
 input ignored. python-socketio takes a packet class as its ``serializer``
 (its documented extension point); this one turns every such packet into an
-event named MALFORMED on /chat, which the namespace ignores and counts
-against the connection's budget for invalid input.
+event named MALFORMED on the app's namespace, which the namespace ignores
+and counts against the connection's budget for invalid input.
 
 Binary packets (an event or ack with attachments) are malformed too: the
 protocol has no binary data, and python-socketio buffers the attachments a
 packet announces, without bound, until they have all arrived (a packet
 announcing 9,999,999,999 of them grew the server by 230 MB a second; python-
 socketio 5.18.1 still does). Decoding one as MALFORMED announces none.
-On the real server chatapp.guard drops such packets before python-socketio
+On the real server chatapp.engine.guard drops such packets before python-socketio
 sees them; this class keeps the rule for every other way in (Flask-SocketIO's
 test client).
 """
@@ -26,12 +26,17 @@ from typing import Any
 from socketio import packet
 
 MALFORMED = "\x00malformed"
-CHAT_NAMESPACE = "/chat"
 FROM_CLIENTS = frozenset({packet.CONNECT, packet.DISCONNECT, packet.EVENT, packet.ACK})
 
 
 class SafePacket(packet.Packet):  # type: ignore[misc]
-    """A Socket.IO packet whose decoding never raises."""
+    """A Socket.IO packet whose decoding never raises.
+
+    A malformed packet becomes an event on ``namespace``: the one the app
+    handles (``safe_packet_class`` makes the class for it).
+    """
+
+    namespace_for_malformed = "/"
 
     def __init__(self, *args: Any, encoded_packet: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
@@ -60,7 +65,12 @@ class SafePacket(packet.Packet):  # type: ignore[misc]
 
     def _malformed(self) -> int:
         self.packet_type = packet.EVENT
-        self.namespace = CHAT_NAMESPACE
+        self.namespace = self.namespace_for_malformed
         self.id = None
         self.data = [MALFORMED]
         return 0
+
+
+def safe_packet_class(namespace: str) -> type[SafePacket]:
+    """Return the SafePacket class whose malformed packets are events on ``namespace``."""
+    return type("SafePacket", (SafePacket,), {"namespace_for_malformed": namespace})

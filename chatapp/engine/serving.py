@@ -9,10 +9,8 @@ import gevent
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
-from chatapp.descriptors import raise_open_file_limit
-from chatapp.gcpolicy import schedule_full_collections
-from chatapp.logs import skip_record_details
-from chatapp.websocket import ChatWebSocketHandler
+from chatapp.engine.runtime import prepare_process
+from chatapp.engine.websocket import ChatWebSocketHandler
 
 LISTEN_BACKLOG = 1024
 STOP_TIMEOUT_SECONDS = 5
@@ -45,17 +43,14 @@ def make_server(app: Flask, host: str, port: int) -> WSGIServer:
 
 
 def close_sockets(app: Flask, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-    """Tell every local socket to reconnect elsewhere; refuse new ones.
+    """Run the app's graceful stop: its sockets are told to go, for up to ``timeout``.
 
-    Then wait up to ``timeout`` for the clients to close their WebSockets
-    (they do when told to go), and close what is left.
+    The app factory registers it (``app.extensions["graceful_stop"]``): the
+    engine knows nothing of what the sockets are connected to.
     """
-    namespace = app.extensions.get("chat_namespace")
-    if namespace is not None:
-        namespace.close_all()
-    sessions = app.extensions.get("chat_sessions")
-    if sessions is not None:
-        sessions.wait_closed(timeout)
+    stop = app.extensions.get("graceful_stop")
+    if stop is not None:
+        stop(timeout)
 
 
 def serve(app: Flask, host: str, port: int) -> None:
@@ -65,14 +60,8 @@ def serve(app: Flask, host: str, port: int) -> None:
     ``last_id``), let requests in flight finish, then exit. A send is
     acknowledged only once recorded, so no acknowledged line is lost.
     """
-    # Each connection spawns greenlets; by default gevent records the stack
-    # that spawned each one (~20 frame objects, 4 KiB a connection), which
-    # only debugging tools read.
-    gevent.config.track_greenlet_tree = False
-    skip_record_details()
-    limit = raise_open_file_limit()
+    limit = prepare_process(app.config["GC_FULL_INTERVAL"])
     server = make_server(app, host, port)
-    schedule_full_collections(app.config["GC_FULL_INTERVAL"])
 
     def stop() -> None:
         app.logger.info("stopping: closing sockets, then the server")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 from flask import render_template
-from flask import request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadHost
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import SecurityError
 
-from chatapp.lobby.forms import LobbyForm
-from chatapp.lobby.routes import render_lobby
 from chatapp.stores.base import StoreUnavailable
 
 EXPIRED_FORM = "This form expired. Please try again."
@@ -27,8 +24,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def _csrf_error(error: CSRFError) -> ResponseReturnValue:
-    if request.endpoint == "lobby.enter":
-        return render_lobby(LobbyForm(), 400, EXPIRED_FORM)
+    # The lobby shows its own form again instead (chatapp.lobby.routes).
     return _page(400, "Bad request", EXPIRED_FORM)
 
 

@@ -1,4 +1,4 @@
-"""The gunicorn worker class: ``worker_class = "chatapp.worker.ChatWorker"``.
+"""The gunicorn worker class: ``worker_class = "chatapp.engine.worker.ChatWorker"``.
 
 A module of its own because it imports gunicorn, which only the production
 install has (``pip install -e '.[production]'``, the Docker image).
@@ -11,7 +11,7 @@ from typing import Any
 import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 
-from chatapp.websocket import ChatWebSocketHandler
+from chatapp.engine.websocket import ChatWebSocketHandler
 
 
 class ChatWorker(GeventWebSocketWorker):  # type: ignore[misc]
@@ -27,23 +27,17 @@ class ChatWorker(GeventWebSocketWorker):  # type: ignore[misc]
     def run(self) -> None:
         """Serve with the same runtime policy as ``python -m chatapp``."""
         # Imported here for the reason given in handle_exit.
-        from chatapp.descriptors import raise_open_file_limit
-        from chatapp.gcpolicy import schedule_full_collections
-        from chatapp.logs import skip_record_details
+        from chatapp.engine.runtime import prepare_process
 
-        gevent.config.track_greenlet_tree = False  # see chatapp.serving.serve
-        skip_record_details()
-        raise_open_file_limit()
-        config = getattr(self.wsgi, "config", None)
-        if config is not None:
-            schedule_full_collections(config["GC_FULL_INTERVAL"])
+        config = getattr(self.wsgi, "config", {})
+        prepare_process(config.get("GC_FULL_INTERVAL", 0))
         super().run()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """On SIGTERM (a graceful stop), close the sockets, then stop as gunicorn does."""
         # Imported here: gunicorn's master imports this module before its
-        # workers patch gevent in, and chatapp.serving imports Flask.
-        from chatapp.serving import close_sockets
+        # workers patch gevent in, and chatapp.engine.serving imports Flask.
+        from chatapp.engine.serving import close_sockets
 
         app = getattr(self, "wsgi", None)
         if hasattr(app, "extensions"):

@@ -15,7 +15,7 @@ app stands in front of python-engineio and python-socketio, in two roles:
 - As WSGI middleware in front of Engine.IO, it answers a long-polling
   handshake past CONNECTIONS_PER_ADDRESS open sessions or past
   HANDSHAKES_PER_MINUTE with 429 (a WebSocket handshake is refused the same
-  way before its upgrade: chatapp.websocket), refuses
+  way before its upgrade: chatapp.engine.websocket), refuses
   polling bodies over MAX_FRAME_BYTES with 413, and spends the session's
   budget for the packets of every polling body, closing the session past
   it (429).
@@ -23,8 +23,8 @@ app stands in front of python-engineio and python-socketio, in two roles:
   GET to carry the close packet: with none pending, the POST never got an
   answer. Here it gets 413 at once.
 
-WebSocket frames spend the budget where they are read (chatapp.transport,
-and chatapp.websocket for a polling session that upgraded). The guard
+WebSocket frames spend the budget where they are read (chatapp.engine.transport,
+and chatapp.engine.websocket for a polling session that upgraded). The guard
 imports nothing of the chat: the namespace, the address of a request and
 where refusals are logged are given to it.
 """
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from chatapp.budget import AddressRate
-from chatapp.budget import InputBudget
-from chatapp.budget import InputPolicy
+from chatapp.engine.budget import AddressRate
+from chatapp.engine.budget import InputBudget
+from chatapp.engine.budget import InputPolicy
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 # Engine.IO's packet separator in a long-polling body (protocol v4).

@@ -1,7 +1,7 @@
 """gevent-websocket's handler: bounded frames, detaching, and frames written in batches.
 
 The handshake of every WebSocket is gevent-websocket's. A new Engine.IO
-session is then taken over by chatapp.transport (``ChatWebSocketHandler.
+session is then taken over by chatapp.engine.transport (``ChatWebSocketHandler.
 detach``); what stays here (a long-polling session upgrading) reads through
 gevent-websocket, bounded as follows.
 
@@ -18,14 +18,14 @@ replaces with a bounded WebSocket on the same stream before any frame.
 tests/test_websocket_limits.py pins the behaviour against the installed
 version.
 
-It also writes frames its own way (FrameWriter, which chatapp.transport's
+It also writes frames its own way (FrameWriter, which chatapp.engine.transport's
 connections use too). gevent-websocket's ``send`` encodes the text, builds a
 header, and goes through gevent's ``sendall`` (a ``getsockopt`` syscall, a
 timer and several Python calls a frame), each from the Engine.IO writer
 greenlet of the recipient. Here ``write_frame`` only appends the frame to the
 connection's batch, from whichever greenlet emits it; at the end of the event
 loop's turn one non-blocking ``send`` writes the whole batch. So a room
-broadcast (chatapp.fastpath) builds its frame once and hands the same bytes
+broadcast (chatapp.engine.fastpath) builds its frame once and hands the same bytes
 to every recipient, and a connection that gets several frames in one turn
 (busy rooms) costs one system call for all of them. What the kernel does not
 take waits, in order, until the socket is writable again. Every frame of a
@@ -49,9 +49,9 @@ from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header
 from geventwebsocket.websocket import WebSocket
 
-from chatapp.descriptors import DESCRIPTORS
-from chatapp.guard import plain_response
-from chatapp.guard import RETRY_SOON
+from chatapp.engine.descriptors import DESCRIPTORS
+from chatapp.engine.guard import plain_response
+from chatapp.engine.guard import RETRY_SOON
 
 DEFAULT_MAX_FRAME_BYTES = 65536
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
@@ -247,7 +247,7 @@ class BoundedWebSocket(WebSocket):  # type: ignore[misc]
     """A WebSocket that refuses large messages and writes frames without blocking.
 
     It reads within its session's input budget (``budget``, which
-    chatapp.guard gives it for a long-polling session that upgrades), and a
+    chatapp.engine.guard gives it for a long-polling session that upgrades), and a
     message in fragments must be whole within FRAGMENT_TIMEOUT_SECONDS.
     """
 
@@ -386,7 +386,7 @@ class _HeadersLate(BaseException):
 # gevent-websocket logs a warning for each malformed upgrade request, which
 # a client can send in a loop; each is answered 4xx, which says it all. (A
 # Logger made directly is in no hierarchy: it configures nothing.)
-_QUIET = logging.Logger("chatapp.websocket.client_errors", logging.CRITICAL)
+_QUIET = logging.Logger("chatapp.engine.websocket.client_errors", logging.CRITICAL)
 
 
 class ChatWebSocketHandler(WebSocketHandler):  # type: ignore[misc]
@@ -395,10 +395,10 @@ class ChatWebSocketHandler(WebSocketHandler):  # type: ignore[misc]
     - Bounded messages (BoundedWebSocket) and no access log.
     - The request line and headers must arrive within HEADER_TIMEOUT_SECONDS
       (slowloris), a second once the process is short of descriptors.
-    - Each connection is counted in chatapp.descriptors until it ends (or
-      until chatapp.transport takes it over); when descriptors run short,
+    - Each connection is counted in chatapp.engine.descriptors until it ends (or
+      until chatapp.engine.transport takes it over); when descriptors run short,
       every request but ``/healthz`` gets a 503 at once.
-    - A WebSocket handshake past its address's cap (chatapp.guard) gets a
+    - A WebSocket handshake past its address's cap (chatapp.engine.guard) gets a
       429 before the upgrade, which a WSGI app would see only after it.
     - pywsgi's one line per malformed request goes to the refusal log, at a
       bounded rate.
