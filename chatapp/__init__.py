@@ -210,7 +210,6 @@ def _register_socketio(app: Flask) -> None:
     )
     app.wsgi_app = sessions  # type: ignore[method-assign]
     broadcaster = Broadcaster(socketio, CHAT_NAMESPACE, sequencer)
-    app.extensions["chat_broadcaster"] = broadcaster
     metrics = Metrics()
     register_metrics(app, metrics)
     presence = Presence(app, app.extensions["room_registry"], broadcaster, socketio, CHAT_NAMESPACE)
