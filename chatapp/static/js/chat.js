@@ -1,10 +1,27 @@
 // chatapp room page: the Socket.IO client of the /chat namespace.
 //
 // Wire contract: PROTOCOL.md ("Socket.IO"). Everything the server or a user
-// supplies is rendered with textContent, never parsed as HTML.
-(() => {
-  "use strict";
+// supplies is rendered with textContent, never parsed as HTML. A module: the
+// text rules come from text.js.
+import {
+  afterGap,
+  clockTime,
+  dayKey,
+  dayLabel,
+  dayOfKey,
+  fullTime,
+  groupLine,
+  lineLength,
+  lineOf,
+  linkParts,
+  mentions,
+  notificationBody,
+  parseTs,
+  typingText,
+  untilNextDay,
+} from "./text.js";
 
+(() => {
   const root = document.getElementById("chat");
   if (!root || typeof window.io !== "function") {
     return;
@@ -23,11 +40,7 @@
   const TYPING_SHOW_MS = 3000;
   const RETRY_UNAVAILABLE_MS = 2000;
   const BOTTOM_SLACK_PX = 40;
-  const GROUP_WINDOW_MS = 5 * 60 * 1000; // lines closer than this by one person form a group
   const NOTIFY_KEY = "chatapp:notify-mentions";
-  // A URL ends at white space, quotes, brackets and bidi controls (which
-  // could make it read as another address).
-  const URL_RE = /\bhttps?:\/\/[^\s<>"'`\u200e\u200f\u202a-\u202e\u2066-\u2069]+/gi;
   const CID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
   // ---------------------------------------------------------------- elements
@@ -106,12 +119,6 @@
       cid = cid.slice(0, 16);
     }
     return cid;
-  }
-
-  function parseTs(ts) {
-    const date = new Date(ts);
-    if (Number.isNaN(date.getTime())) return null;
-    return date;
   }
 
   // ---------------------------------------------------------------- status
@@ -197,26 +204,10 @@
     const time = el("time", "msg-time");
     time.dateTime = typeof ts === "string" ? ts : "";
     if (date) {
-      time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      time.title = date.toLocaleString();
+      time.textContent = clockTime(date);
+      time.title = fullTime(date);
     }
     return time;
-  }
-
-  // Local calendar day of a date, as YYYY-MM-DD.
-  function dayKey(date) {
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
-  }
-
-  function dayLabel(date) {
-    const today = new Date();
-    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
-    if (dayKey(date) === dayKey(today)) return "Today";
-    if (dayKey(date) === dayKey(yesterday)) return "Yesterday";
-    const options = { weekday: "long", day: "numeric", month: "long" };
-    if (date.getFullYear() !== today.getFullYear()) options.year = "numeric";
-    return date.toLocaleDateString([], options);
   }
 
   function daySeparator(date) {
@@ -230,54 +221,32 @@
   // "Today" becomes "Yesterday" at midnight, for a tab left open overnight.
   function relabelDays() {
     for (const time of logList.querySelectorAll(".day-separator-text")) {
-      const [year, month, day] = time.dateTime.split("-").map(Number);
-      time.textContent = dayLabel(new Date(year, month - 1, day));
+      time.textContent = dayLabel(dayOfKey(time.dateTime));
     }
   }
 
   function relabelDaysAtMidnight() {
-    const now = new Date();
-    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
     setTimeout(() => {
       relabelDays();
       relabelDaysAtMidnight();
-    }, midnight - now + 1000);
+    }, untilNextDay(new Date()));
   }
-
-  const count = (text, char) => text.split(char).length - 1;
 
   // Text with its http(s) URLs as links; everything else stays text.
   function linkify(text) {
     const fragment = document.createDocumentFragment();
-    let from = 0;
-    for (const match of text.matchAll(URL_RE)) {
-      let candidate = match[0];
-      // Punctuation that ends a sentence is not part of the link, nor a ")"
-      // that closes a parenthesis opened before it: "(see https://x/a_(b))".
-      for (;;) {
-        const trimmed = candidate.replace(/[.,!?;:'"…]+$/, "");
-        const unbalanced = trimmed.endsWith(")") && count(trimmed, ")") > count(trimmed, "(");
-        const shorter = unbalanced ? trimmed.slice(0, -1) : trimmed;
-        if (shorter === candidate) break;
-        candidate = shorter;
+    for (const part of linkParts(text)) {
+      if (typeof part === "string") {
+        fragment.append(part);
+        continue;
       }
-      let url = null;
-      try {
-        url = new URL(candidate);
-      } catch {
-        url = null;
-      }
-      if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
-      fragment.append(text.slice(from, match.index));
-      const link = el("a", "msg-link", candidate);
+      const link = el("a", "msg-link", part.link);
       link.dir = "ltr"; // isolated: an override before it (U+202E) cannot reverse how it reads
-      link.href = url.href;
+      link.href = part.href;
       link.rel = "noopener noreferrer";
       link.target = "_blank";
       fragment.append(link);
-      from = match.index + candidate.length;
     }
-    fragment.append(text.slice(from));
     return fragment;
   }
 
@@ -286,23 +255,13 @@
   // person shortly before joins its group and does not repeat the name.
   function messageNodes(msg) {
     const nodes = [];
-    const date = parseTs(msg.ts);
-    const day = date ? dayKey(date) : null;
-    if (day && (!lastShown || lastShown.day !== day)) {
+    const { date, newDay, continues, shown } = groupLine(lastShown, msg);
+    if (newDay) {
       relabelDays(); // a timer may have slept through midnight with the computer
       nodes.push(daySeparator(date));
     }
-    const continues =
-      msg.kind === "chat" &&
-      nodes.length === 0 &&
-      lastShown !== null &&
-      lastShown.kind === "chat" &&
-      lastShown.name === msg.name &&
-      date !== null &&
-      lastShown.time !== null &&
-      date.getTime() - lastShown.time < GROUP_WINDOW_MS;
     nodes.push(messageElement(msg, continues));
-    lastShown = { kind: msg.kind, name: msg.name, time: date ? date.getTime() : null, day: day || (lastShown && lastShown.day) };
+    lastShown = shown;
     return nodes;
   }
 
@@ -329,7 +288,7 @@
   function noticeElement(text) {
     const li = el("li", "msg msg--notice msg--gap");
     li.append(el("span", "msg-notice-text", text));
-    lastShown = lastShown && { ...lastShown, kind: "gap" };
+    lastShown = afterGap(lastShown);
     return li;
   }
 
@@ -374,12 +333,7 @@
 
   // ---------------------------------------------------------------- typing (in)
   function renderTyping() {
-    const names = [...typers.keys()];
-    let text = "";
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
-    else if (names.length > 3) text = "Several people are typing…";
+    const text = typingText([...typers.keys()]);
     if (typingEl.textContent !== text) typingEl.textContent = text;
   }
 
@@ -616,20 +570,10 @@
   const MAX_LENGTH = Number(textarea.dataset.maxLength) || 2000;
   const composerError = $("composer-error");
 
-  // What the server keeps of a line: \r\n -> \n, trimmed. The line is sent
-  // so, and counted so (in code points).
-  function lineOf(text) {
-    return text.replace(/\r\n?/g, "\n").trim();
-  }
-
-  function lengthOf(text) {
-    return [...lineOf(text)].length;
-  }
-
   // A line over the limit stays in the box, with the reason: sending it would
   // only be refused (and a huge paste would exceed the frame limit).
   function checkLength() {
-    const over = lengthOf(textarea.value) - MAX_LENGTH;
+    const over = lineLength(textarea.value) - MAX_LENGTH;
     composerError.hidden = over <= 0;
     composerError.textContent =
       over > 0 ? `Too long: ${MAX_LENGTH} characters at most (${over} over). Shorten it to send.` : "";
@@ -764,21 +708,6 @@
     }
   });
 
-  function mentions(text, name) {
-    if (!name || typeof text !== "string") return false;
-    const haystack = text.toLocaleLowerCase();
-    const needle = `@${name.toLocaleLowerCase()}`;
-    let at = haystack.indexOf(needle);
-    const wordChar = /[\p{L}\p{N}_]/u;
-    while (at !== -1) {
-      const before = [...haystack.slice(Math.max(0, at - 2), at)].pop() || "";
-      const next = [...haystack.slice(at + needle.length, at + needle.length + 2)][0] || "";
-      if (!wordChar.test(before) && !wordChar.test(next)) return true;
-      at = haystack.indexOf(needle, at + 1);
-    }
-    return false;
-  }
-
   const canNotify = "Notification" in window;
   let notifyOn = false;
 
@@ -830,7 +759,7 @@
     if (!notifyOn || window.Notification.permission !== "granted") return;
     try {
       const note = new window.Notification(`${msg.name} mentioned you in room ${ROOM}`, {
-        body: msg.text.length > 200 ? `${msg.text.slice(0, 200)}…` : msg.text,
+        body: notificationBody(msg.text),
         tag: `chatapp-${ROOM}-${msg.id}`,
       });
       note.onclick = () => {
