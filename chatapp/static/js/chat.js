@@ -2,7 +2,8 @@
 //
 // Wire contract: PROTOCOL.md ("Socket.IO"). Everything the server or a user
 // supplies is rendered with textContent, never parsed as HTML. A module: the
-// text rules come from text.js.
+// text rules come from text.js, the outbox's states from outbox.js.
+import { Outbox } from "./outbox.js";
 import {
   afterGap,
   clockTime,
@@ -38,10 +39,8 @@ import {
   // little early is dropped, and the indicator would blink out.
   const TYPING_SEND_EVERY_MS = 2250;
   const TYPING_SHOW_MS = 3000;
-  const RETRY_UNAVAILABLE_MS = 2000;
   const BOTTOM_SLACK_PX = 40;
   const NOTIFY_KEY = "chatapp:notify-mentions";
-  const CID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
   // ---------------------------------------------------------------- elements
   const $ = (id) => document.getElementById(id);
@@ -70,10 +69,6 @@ import {
   let lastId = null; // id of the newest message shown; null before the first `joined`
   let ended = false; // the server told us we are out of this room: stop everything
   let canSend = false; // joined on the current connection
-  let inflightCid = null; // the outbox line whose ack we are waiting for
-  let rejoinTried = false; // a not_joined ack made us connect again once
-  let attempt = 0; // bumped on every send and every disconnect: older acks are stale
-  let retryTimer = null;
   let reconnectTimer = null;
   let manualReconnectDelay = 1000;
   let lastTypingSent = 0;
@@ -105,20 +100,6 @@ import {
     window.requestAnimationFrame(() => {
       announcer.textContent = text;
     });
-  }
-
-  function newCid() {
-    let cid = "";
-    if (window.crypto && typeof window.crypto.randomUUID === "function") {
-      cid = window.crypto.randomUUID().replace(/-/g, "");
-    } else if (window.crypto && typeof window.crypto.getRandomValues === "function") {
-      const bytes = window.crypto.getRandomValues(new Uint8Array(16));
-      cid = Array.from(bytes, (b) => (b % 36).toString(36)).join("");
-    } else {
-      while (cid.length < 16) cid += Math.random().toString(36).slice(2);
-      cid = cid.slice(0, 16);
-    }
-    return cid;
   }
 
   // ---------------------------------------------------------------- status
@@ -155,15 +136,12 @@ import {
     setStatus("ended");
     ended = true;
     canSend = false;
-    clearTimeout(retryTimer);
     clearTimeout(reconnectTimer);
-    retryTimer = null;
     showBanner(text);
     // Lines that never reached the room stay on screen, marked, so nothing is
     // lost silently; they leave the outbox, or joining again would send them
     // under the new membership.
-    outbox.length = 0;
-    saveOutbox();
+    outbox.end();
     for (const li of pendingEls.values()) {
       li.classList.add("pending--error");
       li.querySelector(".pending-state").textContent = "Not sent: the room is no longer reachable";
@@ -361,36 +339,22 @@ import {
   }
 
   // ---------------------------------------------------------------- outbox
-  function loadOutbox() {
-    try {
-      const raw = window.sessionStorage.getItem(OUTBOX_KEY);
-      const parsed = raw ? JSON.parse(raw) : [];
-      if (!Array.isArray(parsed)) return [];
-      return parsed
-        .filter(
-          (item) =>
-            item && typeof item.text === "string" && typeof item.cid === "string" && CID_RE.test(item.cid),
-        )
-        .map((item) => ({ cid: item.cid, text: lineOf(item.text) }))
-        .filter((item) => item.text !== "");
-    } catch {
-      return [];
-    }
-  }
-
-  function saveOutbox() {
-    try {
-      if (outbox.length) {
-        window.sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox));
-      } else {
-        window.sessionStorage.removeItem(OUTBOX_KEY);
-      }
-    } catch {
-      // Storage full or disabled: the lines are still kept in memory.
-    }
-  }
-
-  const outbox = loadOutbox();
+  // sessionStorage itself may throw (storage disabled): reach it only inside
+  // the outbox's own guards.
+  const outbox = new Outbox({
+    key: OUTBOX_KEY,
+    storage: {
+      getItem: (key) => window.sessionStorage.getItem(key),
+      setItem: (key, value) => window.sessionStorage.setItem(key, value),
+      removeItem: (key) => window.sessionStorage.removeItem(key),
+    },
+    transport: {
+      send: (payload, reply) => socket.timeout(ACK_TIMEOUT_MS).emit("send", payload, reply),
+      get connected() {
+        return socket.connected;
+      },
+    },
+  });
 
   function updateOutboxVisibility() {
     outboxEl.hidden = outboxEl.childElementCount === 0;
@@ -428,17 +392,8 @@ import {
     if (li) li.querySelector(".pending-state").textContent = text;
   }
 
-  function removeFromOutbox(cid) {
-    const index = outbox.findIndex((item) => item.cid === cid);
-    if (index === -1) return false;
-    outbox.splice(index, 1);
-    saveOutbox();
-    return true;
-  }
-
   // The server recorded the line as message `id`.
   function acknowledged(cid, id) {
-    removeFromOutbox(cid);
     const li = pendingEls.get(cid);
     pendingEls.delete(cid);
     if (!li) return;
@@ -461,7 +416,6 @@ import {
   };
 
   function rejected(cid, code) {
-    removeFromOutbox(cid);
     const li = pendingEls.get(cid);
     pendingEls.delete(cid);
     if (!li) return;
@@ -492,79 +446,25 @@ import {
     announce(text);
   }
 
-  function retryLater(ms) {
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(() => {
-      retryTimer = null;
-      pump();
-    }, ms);
-  }
-
-  // Send the oldest outbox line, then the next once it is acknowledged.
-  function pump() {
-    if (ended || !canSend || inflightCid !== null || retryTimer !== null || !socket.connected) return;
-    const item = outbox[0];
-    if (!item) return;
-    inflightCid = item.cid;
-    const mine = ++attempt;
-    setPendingState(item.cid, "sending…");
-    socket.timeout(ACK_TIMEOUT_MS).emit("send", { text: item.text, cid: item.cid }, (err, ack) => {
-      if (mine !== attempt) {
-        // A reply to an attempt we gave up on; a success still counts.
-        if (!err && ack && ack.ok === true) acknowledged(item.cid, ack.id);
-        return;
-      }
-      inflightCid = null;
-      if (err || !ack || typeof ack !== "object") {
-        // No answer in time: keep the line. The cid makes a resend safe.
-        if (socket.connected) retryLater(RETRY_UNAVAILABLE_MS);
-        return;
-      }
-      if (ack.ok === true) {
-        rejoinTried = false;
-        acknowledged(item.cid, ack.id);
-        pump();
-        return;
-      }
-      switch (ack.error) {
-        case "empty":
-        case "too_long":
-        case "invalid":
-          rejected(item.cid, ack.error);
-          pump();
-          break;
-        case "rate_limited": {
-          const seconds = Number(ack.retry_after);
-          const wait = Math.min(Number.isFinite(seconds) && seconds > 0 ? seconds : 1, 60);
-          setPendingState(item.cid, `${RATE_LIMITED_TEXT} ${Math.ceil(wait)} s…`);
-          retryLater(wait * 1000);
-          break;
-        }
-        case "not_joined":
-          // Another process may have ended the membership while this one
-          // was away from the store: connecting again renews it if it can,
-          // and a refusal ends the session (connect_error below).
-          if (rejoinTried) {
-            endSession("You are no longer in this room.");
-          } else {
-            rejoinTried = true;
-            socket.disconnect().connect();
-          }
-          break;
-        default: // "unavailable" and anything unknown: try again shortly
-          setPendingState(item.cid, UNAVAILABLE_TEXT);
-          retryLater(RETRY_UNAVAILABLE_MS);
-      }
-    });
-  }
-
-  function queueLine(text) {
-    const item = { cid: newCid(), text };
-    outbox.push(item);
-    saveOutbox();
-    renderPending(item);
-    pump();
-  }
+  outbox.listen({
+    queued: renderPending,
+    sending: (cid) => setPendingState(cid, "sending…"),
+    waiting: (cid, reason, seconds) => {
+      // After no answer, it still says "sending…".
+      if (reason === "rate_limited") setPendingState(cid, `${RATE_LIMITED_TEXT} ${Math.ceil(seconds)} s…`);
+      else if (reason === "unavailable") setPendingState(cid, UNAVAILABLE_TEXT);
+    },
+    acknowledged,
+    rejected,
+    paused: markOutboxWaiting,
+    notJoined: (again) => {
+      // Another process may have ended the membership while this one was
+      // away from the store: connecting again renews it if it can, and a
+      // refusal ends the session (connect_error below).
+      if (again) endSession("You are no longer in this room.");
+      else socket.disconnect().connect();
+    },
+  });
 
   // ---------------------------------------------------------------- composer
   const MAX_LENGTH = Number(textarea.dataset.maxLength) || 2000;
@@ -593,7 +493,7 @@ import {
       textarea.focus();
       return;
     }
-    queueLine(lineOf(text)); // untrimmed, a paste padded with spaces could pass the frame limit
+    outbox.add(lineOf(text)); // untrimmed, a paste padded with spaces could pass the frame limit
     textarea.value = "";
     autosize();
     scrollToBottom();
@@ -687,12 +587,7 @@ import {
 
   // ---------------------------------------------------------------- leave
   leaveForm.addEventListener("submit", () => {
-    try {
-      window.sessionStorage.removeItem(OUTBOX_KEY);
-    } catch {
-      // Nothing to clear.
-    }
-    outbox.length = 0;
+    outbox.end();
     ended = true;
   });
 
@@ -786,7 +681,7 @@ import {
   // ---------------------------------------------------------------- socket
   setStatus("connecting");
   relabelDaysAtMidnight();
-  outbox.forEach(renderPending);
+  outbox.items.forEach(renderPending);
   // Entering the room: straight to the composer.
   textarea.focus({ preventScroll: true });
 
@@ -832,10 +727,7 @@ import {
     setStatus("connected");
 
     canSend = true;
-    inflightCid = null;
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    pump();
+    outbox.resume();
   });
 
   socket.on("message", (msg) => {
@@ -866,14 +758,10 @@ import {
 
   socket.on("disconnect", (reason) => {
     canSend = false;
-    inflightCid = null;
-    attempt += 1; // acks of the old connection are stale now
-    clearTimeout(retryTimer);
-    retryTimer = null;
+    outbox.pause(); // acks of the old connection are stale now; the lines wait
     clearAllTypers();
     if (ended) return;
     setStatus("reconnecting");
-    markOutboxWaiting();
     if (reason === "io server disconnect") {
       // The server dropped us (restart, or we left from another tab): try
       // again; a refusal then says why.
