@@ -2,11 +2,9 @@
 // room otherwise, and the matching button is shown as the main one; a name
 // over the limit is refused before it is sent. Without this script the form
 // still works: the server puts the likelier button first and explains refusals.
-(() => {
-  "use strict";
+import { nameLength } from "./text.js";
 
-  const form = document.getElementById("lobby-form");
-  if (!form) return;
+function enhance(form) {
   const name = form.querySelector("input[name=name]");
   const code = form.querySelector("input[name=code]");
   const createBtn = form.querySelector("button[name=create]");
@@ -16,7 +14,6 @@
   // The server's count: NFKC, trimmed, inner white space folded, in code
   // points (an emoji is one, where maxlength would count two).
   const maxName = Number(name.dataset.maxLength) || 32;
-  const nameLength = (value) => [...value.normalize("NFKC").trim().split(/\s+/).join(" ")].length;
   const checkName = () => {
     const over = nameLength(name.value) - maxName;
     name.setCustomValidity(over > 0 ? `Names are at most ${maxName} characters (${over} over).` : "");
@@ -47,4 +44,7 @@
       submitter.click();
     }
   });
-})();
+}
+
+const form = document.getElementById("lobby-form");
+if (form) enhance(form);
