@@ -94,7 +94,7 @@ def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], Person]:
 @pytest.fixture
 def live_people() -> Iterator[Callable[[Any], Any]]:
     """Make browsers (liveserver.Person) of a live server; close them at teardown."""
-    from liveserver import Person as Browser
+    from tests.support.liveserver import Person as Browser
 
     made: list[Browser] = []
 
@@ -111,7 +111,7 @@ def live_people() -> Iterator[Callable[[Any], Any]]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session."""
-    from redisproc import RedisProcess
+    from tests.support.redisproc import RedisProcess
 
     server = RedisProcess(tmp_path_factory.mktemp("redis"))
     server.start()
@@ -178,7 +178,7 @@ def room(people: Callable[[], Person]) -> tuple[str, Person, Person]:
 @pytest.fixture
 def redis_proc(tmp_path: Path) -> Iterator[Any]:
     """A redis-server of this test's own, writing every change to disk first."""
-    from redisproc import RedisProcess
+    from tests.support.redisproc import RedisProcess
 
     server = RedisProcess(tmp_path / "redis", persistent=True)
     server.start()

@@ -6,9 +6,10 @@ import threading
 import time
 
 import pytest
-from liveserver import LiveServer
-from liveserver import Person
-from rawsocket import RawSocket
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.rawsocket import RawSocket
 
 pytestmark = [pytest.mark.redis, pytest.mark.server]
 

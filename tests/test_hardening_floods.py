@@ -8,10 +8,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from liveserver import LiveServer
-from liveserver import Person
-from rawsocket import chat_room
-from wire import Wire
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.rawsocket import chat_room
+from tests.support.wire import Wire
 
 
 def join(client, code="ZZZZ", name="x", **kwargs):

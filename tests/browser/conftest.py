@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liveserver import LiveServer
-from liveserver import REPO_ROOT
 from playwright.sync_api import Browser
 from playwright.sync_api import BrowserContext
 from playwright.sync_api import expect
 from playwright.sync_api import Page
 from playwright.sync_api import Playwright
 from playwright.sync_api import sync_playwright
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

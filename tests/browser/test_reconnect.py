@@ -11,9 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from liveserver import LiveServer
 from playwright.sync_api import expect
-from redisproc import RedisProcess
 
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
@@ -26,6 +24,8 @@ from tests.browser.conftest import pending
 from tests.browser.conftest import send
 from tests.browser.conftest import start_live_server
 from tests.browser.conftest import wait_connected
+from tests.support.liveserver import LiveServer
+from tests.support.redisproc import RedisProcess
 
 pytestmark = pytest.mark.browser
 

@@ -21,14 +21,14 @@ from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
-from rawsocket import CHAT
-from rawsocket import RawSocket
-from socket_events import events
 
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
+from tests.support.rawsocket import CHAT
+from tests.support.rawsocket import RawSocket
+from tests.support.socket_events import events
 
 FUZZ = settings(
     max_examples=120,

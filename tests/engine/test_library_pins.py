@@ -23,8 +23,6 @@ import pytest
 import socketio
 from geventwebsocket.websocket import Header
 from geventwebsocket.websocket import WebSocket
-from liveserver import LiveServer
-from liveserver import Person
 
 from chatapp.engine import runtime as gcpolicy
 from chatapp.engine import websocket as ws_module
@@ -33,6 +31,8 @@ from chatapp.engine.websocket import BoundedWebSocket
 from chatapp.engine.websocket import encode_frame
 from chatapp.engine.websocket import text_frame
 from chatapp.engine.websocket import unmask
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
 
 CHECKED_WITH = {
     "python-socketio": "5.18.",

@@ -6,12 +6,12 @@ import threading
 import time
 
 import pytest
-from socket_events import events
-from socket_events import received
 
 from chatapp.presence import ENDINGS_AT_ONCE
 from chatapp.rooms import StoreUnavailable
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.socket_events import events
+from tests.support.socket_events import received
 
 
 def wait_until(predicate, timeout=3.0):

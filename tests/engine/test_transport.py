@@ -18,16 +18,17 @@ import time
 import pytest
 import redis
 import socketio
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
-from wire import BINARY
-from wire import CLOSE
-from wire import frame
-from wire import PING
-from wire import PONG
-from wire import TEXT
-from wire import Wire
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
+from tests.support.wire import BINARY
+from tests.support.wire import CLOSE
+from tests.support.wire import frame
+from tests.support.wire import PING
+from tests.support.wire import PONG
+from tests.support.wire import TEXT
+from tests.support.wire import Wire
 
 pytestmark = pytest.mark.server
 

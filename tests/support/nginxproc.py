@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from liveserver import free_port
-from liveserver import REPO_ROOT
+
+from tests.support.liveserver import free_port
+from tests.support.liveserver import REPO_ROOT
 
 CONFIG = REPO_ROOT / "deploy" / "nginx-scaled.conf"
 

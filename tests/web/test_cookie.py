@@ -10,10 +10,10 @@ import zlib
 import pytest
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
-from socket_events import events
 
 from chatapp import create_app
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.socket_events import events
 
 
 def signer(app, secret_key):

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import websocket
-from liveserver import Person
+
+from tests.support.liveserver import Person
 
 CHAT = "/chat"
 

@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from liveserver import free_port
-from liveserver import Person
-from liveserver import REPO_ROOT
-from liveserver import TEST_SECRET_KEY
-from liveserver import wait_for
+
+from tests.support.liveserver import free_port
+from tests.support.liveserver import Person
+from tests.support.liveserver import REPO_ROOT
+from tests.support.liveserver import TEST_SECRET_KEY
+from tests.support.liveserver import wait_for
 
 pytestmark = pytest.mark.server
 

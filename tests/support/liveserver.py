@@ -29,7 +29,7 @@ from typing import Any
 import requests
 import socketio
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHAT_NAMESPACE = "/chat"
 TEST_SECRET_KEY = "live-server-test-secret-key"
 RECORDED_EVENTS = ("joined", "message", "members", "typing")

@@ -10,14 +10,14 @@ import zlib
 
 import pytest
 import requests
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
-from rawsocket import RawSocket
 
 from chatapp import create_app
 from chatapp.extensions import socketio
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
+from tests.support.rawsocket import RawSocket
 
 
 def assert_security_headers(response_headers, where):

@@ -8,11 +8,11 @@ import signal
 import time
 
 import pytest
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
 
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
 
 SECRET_TEXT = "the password is hunter2"
 

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from liveserver import CHAT_NAMESPACE
-from liveserver import ChatClient
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
+
+from tests.support.liveserver import CHAT_NAMESPACE
+from tests.support.liveserver import ChatClient
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
 
 pytestmark = pytest.mark.server
 

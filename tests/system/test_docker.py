@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.liveserver import free_port
-from tests.liveserver import Person
-from tests.liveserver import wait_for
+from tests.support.liveserver import free_port
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE_SCRIPT = REPO_ROOT.parent / "shared" / "tools" / "make-base-image.sh"
 BASE_IMAGE = "localbase:bookworm"
 IMAGE = "chatapp-test"

@@ -15,15 +15,15 @@ import threading
 import time
 
 import pytest
-from liveserver import LiveServer
-from rawsocket import chat_room
-from rawsocket import RawSocket
 
 from chatapp.stores import Limits
 from chatapp.stores import StoreUnavailable
 from chatapp.stores.base import NewMember
 from chatapp.stores.redis import RedisClock
 from chatapp.stores.redis import RedisStore
+from tests.support.liveserver import LiveServer
+from tests.support.rawsocket import chat_room
+from tests.support.rawsocket import RawSocket
 
 pytestmark = pytest.mark.redis
 

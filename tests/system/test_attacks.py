@@ -25,14 +25,15 @@ from typing import Any
 
 import pytest
 import requests
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
-from wire import CONTINUATION
-from wire import frame
-from wire import HandshakeRefused
-from wire import PING
-from wire import Wire
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
+from tests.support.wire import CONTINUATION
+from tests.support.wire import frame
+from tests.support.wire import HandshakeRefused
+from tests.support.wire import PING
+from tests.support.wire import Wire
 
 pytestmark = pytest.mark.server
 

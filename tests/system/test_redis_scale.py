@@ -7,10 +7,11 @@ import threading
 import time
 
 import pytest
-from liveserver import LiveServer
-from liveserver import Person
-from liveserver import wait_for
-from nginxproc import NginxProcess
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
+from tests.support.liveserver import wait_for
+from tests.support.nginxproc import NginxProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.server]
 

@@ -10,8 +10,9 @@ import re
 
 import pytest
 import websocket
-from liveserver import LiveServer
-from liveserver import Person
+
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import Person
 
 pytestmark = pytest.mark.server
 

@@ -14,8 +14,6 @@ import time
 
 import pytest
 import redis
-from liveserver import LiveServer
-from liveserver import wait_for
 
 from chatapp.stores import Limits
 from chatapp.stores import StoreUnavailable
@@ -23,6 +21,8 @@ from chatapp.stores.base import CreateOutcome
 from chatapp.stores.base import NewMember
 from chatapp.stores.redis import _run_together
 from chatapp.stores.redis import RedisStore
+from tests.support.liveserver import LiveServer
+from tests.support.liveserver import wait_for
 
 pytestmark = pytest.mark.redis
 
