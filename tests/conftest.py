@@ -92,6 +92,37 @@ def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], Person]:
 
 
 @pytest.fixture
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start live servers with the given settings; stop them all at teardown, also on failure.
+
+    ``start(gunicorn=False, open_files=None, **settings)`` returns a started
+    ``LiveServer``: ``python -m chatapp``, or gunicorn with chatapp's worker.
+    """
+    from tests.support.liveserver import LiveServer
+
+    servers: list[LiveServer] = []
+
+    def start(
+        gunicorn: bool = False, open_files: tuple[int, int] | None = None, **settings: object
+    ) -> LiveServer:
+        server = LiveServer(
+            settings, tmp_path_factory.mktemp("live"), gunicorn=gunicorn, open_files=open_files
+        )
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            try:
+                server.stop()
+            except BaseException:
+                server.kill()
+                raise
+
+
+@pytest.fixture
 def live_people() -> Iterator[Callable[[Any], Any]]:
     """Make browsers (liveserver.Person) of a live server; close them at teardown."""
     from tests.support.liveserver import Person as Browser

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import pending
-from tests.browser.conftest import send
-from tests.browser.conftest import start_live_server
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import pending
+from tests.support.browser import send
+from tests.support.browser import start_live_server
 
 pytestmark = pytest.mark.browser
 

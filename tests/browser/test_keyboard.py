@@ -7,10 +7,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import log
-from tests.browser.conftest import wait_connected
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import log
+from tests.support.browser import wait_connected
 
 pytestmark = pytest.mark.browser
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import run_axe
-from tests.browser.conftest import screenshot
-from tests.browser.conftest import send
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import run_axe
+from tests.support.browser import screenshot
+from tests.support.browser import send
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import create_room
+from tests.support.browser import create_room
 
 pytestmark = pytest.mark.browser
 

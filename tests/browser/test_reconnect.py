@@ -16,14 +16,14 @@ from playwright.sync_api import expect
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
 from chatapp.stores.redis import RedisStore
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import pending
-from tests.browser.conftest import send
-from tests.browser.conftest import start_live_server
-from tests.browser.conftest import wait_connected
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import pending
+from tests.support.browser import send
+from tests.support.browser import start_live_server
+from tests.support.browser import wait_connected
 from tests.support.liveserver import LiveServer
 from tests.support.redisproc import RedisProcess
 

@@ -1,19 +1,15 @@
 """The real gevent server in a subprocess, driven over HTTP and WebSocket.
 
-Each test starts its own ``python -m chatapp`` (production config: CSRF on,
-memory store) on a free port and stops it at teardown, also on failure.
+The /chat namespace as a browser meets it: each test starts its own
+``python -m chatapp`` (production config: CSRF on, memory store) on a free
+port and stops it at teardown, also on failure.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,30 +30,9 @@ PeopleFactory = Callable[[LiveServer], Person]
 
 
 @pytest.fixture
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
-    """Start live servers (``FAST`` plus the given settings); stop them all at teardown."""
-    servers: list[LiveServer] = []
-
-    def start(**settings: object) -> LiveServer:
-        server = LiveServer({**FAST, **settings}, tmp_path_factory.mktemp("live"))
-        servers.append(server)
-        return server.start()
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            try:
-                server.stop()
-            except BaseException:
-                server.kill()
-                raise
-
-
-@pytest.fixture
 def live_server(start_server: ServerFactory) -> LiveServer:
     """A live server with ``LEAVE_GRACE_SECONDS=GRACE``."""
-    return start_server()
+    return start_server(**FAST)
 
 
 def ids(lines: list[dict[str, Any]]) -> list[int]:
@@ -187,7 +162,9 @@ def test_concurrent_senders(start_server: ServerFactory, live_people: PeopleFact
     senders, per_sender = 4, 25
     total = senders * per_sender
     # Lift the send and input budgets so that only concurrency is under test.
-    server = start_server(SEND_RATE=1000, SEND_BURST=1000, INPUT_RATE=1000, INPUT_BURST=1000)
+    server = start_server(
+        **FAST, SEND_RATE=1000, SEND_BURST=1000, INPUT_RATE=1000, INPUT_BURST=1000
+    )
     crowd = [live_people(server) for _ in range(senders)]
     names = [f"member{n}" for n in range(senders)]
     code = crowd[0].create_room(names[0])
@@ -251,33 +228,6 @@ def test_concurrent_senders(start_server: ServerFactory, live_people: PeopleFact
         ]
 
 
-def test_frame_over_the_limit_closes_the_connection(
-    start_server: ServerFactory, live_people: PeopleFactory
-) -> None:
-    # MESSAGE_MAX_LENGTH above the line's length: only the frame limit refuses it.
-    server = start_server(MAX_FRAME_BYTES=2048, MESSAGE_MAX_LENGTH=5000)
-    ada, bob = live_people(server), live_people(server)
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    ada_tab = ada.socket()
-
-    small = "s" * 1500  # a frame under 2048 bytes goes through
-    assert ada_tab.send_line(small)["ok"] is True
-
-    acks: list[Any] = []
-    big = "x" * 4000
-    ada_tab.emit("send", {"text": big}, namespace=CHAT_NAMESPACE, callback=acks.append)
-    ada_tab.wait_for(lambda c: c.disconnects and not c.connected)
-    assert acks == []
-    assert server.process is not None and server.process.poll() is None  # still serving
-
-    bob_tab = bob.socket(auth={"room": code})
-    (joined,) = bob_tab.received("joined")
-    assert big not in chat_texts(joined["history"])
-    assert chat_texts(joined["history"]) == [small]
-    assert server.health() == 200
-
-
 def test_foreign_origin_is_refused(live_server: LiveServer, live_people: PeopleFactory) -> None:
     ada = live_people(live_server)
     code = ada.create_room("ada")
@@ -292,68 +242,3 @@ def test_foreign_origin_is_refused(live_server: LiveServer, live_people: PeopleF
     assert joined["history"] == [
         {"id": 1, "kind": "join", "name": "ada", "text": "", "ts": joined["history"][0]["ts"]}
     ]
-
-
-# -- TCP_NODELAY ---------------------------------------------------------------
-
-SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
-
-
-def _server_side_socket(pid: int, peer: tuple[str, int]) -> socket.socket:
-    """Duplicate, with pidfd_getfd(2), the server's socket whose peer is ``peer``.
-
-    Skip the test when the kernel or its policy does not allow it.
-    """
-    if not hasattr(os, "pidfd_open") or not os.path.isdir(f"/proc/{pid}/fd"):
-        pytest.skip("no pidfd_open or /proc: cannot inspect the server's sockets")
-    libc = ctypes.CDLL(None, use_errno=True)
-    pidfd = os.pidfd_open(pid)
-    try:
-        for entry in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{entry}")
-            except OSError:
-                continue
-            if not target.startswith("socket:"):
-                continue
-            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(entry), 0)
-            if fd < 0:
-                err = ctypes.get_errno()
-                if err in (errno.EPERM, errno.ENOSYS, errno.EACCES):
-                    pytest.skip(f"pidfd_getfd refused: {os.strerror(err)}")
-                continue
-            dup = socket.socket(fileno=fd)
-            try:
-                if dup.family == socket.AF_INET and dup.getpeername() == peer:
-                    return dup
-            except OSError:
-                pass
-            dup.close()
-    finally:
-        os.close(pidfd)
-    raise AssertionError(f"no server socket connected to {peer}")
-
-
-def test_accepted_connections_have_tcp_nodelay(live_server: LiveServer) -> None:
-    """Read the option on the server's own end of a raw TCP connection.
-
-    There is no way to see the peer's TCP_NODELAY from the client's end of
-    the wire; the test process is the server's parent, so it may duplicate
-    the server's accepted socket (pidfd_getfd) and ask the kernel directly.
-    """
-    assert live_server.pid is not None
-    with socket.create_connection(("127.0.0.1", live_server.port), timeout=5) as raw:
-        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # left unfinished
-        local = raw.getsockname()
-        dup = wait_for(lambda: _try_server_side(live_server.pid or 0, local), timeout=5)
-        with dup:
-            assert dup.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        raw.sendall(b"\r\n")
-        assert raw.recv(64).startswith(b"HTTP/1.1 200")
-
-
-def _try_server_side(pid: int, peer: tuple[str, int]) -> socket.socket | None:
-    try:
-        return _server_side_socket(pid, peer)
-    except AssertionError:
-        return None  # not accepted yet

@@ -1,11 +1,17 @@
-"""The /chat namespace over Flask-SocketIO's test client: events, acks, presence."""
+"""The /chat namespace over Flask-SocketIO's test client: events, acks, presence,
+and connect, ``send`` and ``typing`` payloads of every shape."""
 
 from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import HealthCheck
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from chatapp.presence import ENDINGS_AT_ONCE
 from chatapp.rooms import StoreUnavailable
@@ -411,3 +417,329 @@ def test_ids_stay_in_order_across_history_and_live_messages(room):
     ids = [m["id"] for m in got[0][1]["history"]]
     ids += [payload["id"] for name, payload in got[1:] if name == "message"]
     assert ids == list(range(1, ids[-1] + 1))
+
+
+# -- payloads of every shape (Hypothesis, PROTOCOL.md as the oracle) ----------------------
+
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+MAX_TEXT = 2000
+FREE_SENDING = {"SEND_RATE": 10**6, "SEND_BURST": 10**6}
+
+
+CID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+# Unicode White_Space (what PROTOCOL.md trims), and characters Python's
+# str.strip() also removes although they are controls: either reading is fine.
+WHITE_SPACE = frozenset(
+    map(
+        chr,
+        [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B)]
+        + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000],
+    )
+)
+
+
+PY_ONLY_SPACE = frozenset("\x1c\x1d\x1e\x1f")
+
+
+EITHER = "either"
+
+
+@pytest.fixture
+def connected_room(people):
+    """ada and bob in one room, both connected, their inboxes emptied."""
+    ada, bob = people(), people()
+    code = ada.create_room("ada")
+    bob.join(code, "bob")
+    a, b = ada.socket(room=code), bob.socket(room=code)
+    a.get_received(CHAT_NAMESPACE)
+    b.get_received(CHAT_NAMESPACE)
+    return code, a, b, ada, bob
+
+
+def expected_send(args):
+    """PROTOCOL.md's ack for ``send`` with ``args``: ("ok", text), ("error", {codes}) or EITHER."""
+    if len(args) != 1 or not isinstance(args[0], dict) or not isinstance(args[0].get("text"), str):
+        return "error", {"invalid"}
+    payload = args[0]
+    cid = payload.get("cid")
+    if "cid" in payload and cid is not None:
+        if not (isinstance(cid, str) and 1 <= len(cid) <= 64 and set(cid) <= set(CID_CHARS)):
+            return "error", {"invalid"}
+    text = payload["text"].replace("\r\n", "\n").replace("\r", "\n")
+    if any(c in PY_ONLY_SPACE for c in text) or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        return EITHER
+    start, end = 0, len(text)
+    while start < end and text[start] in WHITE_SPACE:
+        start += 1
+    while end > start and text[end - 1] in WHITE_SPACE:
+        end -= 1
+    text = text[start:end]
+    errors = set()
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
+        errors.add("invalid")
+    if not text:
+        errors.add("empty")
+    if len(text) > MAX_TEXT:
+        errors.add("too_long")
+    return ("error", errors) if errors else ("ok", text)
+
+
+TRICKY = st.sampled_from(
+    [
+        "\x00",
+        "\ud800",  # lone surrogates
+        "\udfff",
+        "\u202e",
+        "\u2066",
+        "\u200b",
+        "\ufeff",
+        "\r\n",
+        "\r",
+        "\n",
+        "\t",
+        "\x85",
+        "\u2028",
+        "\x1f",
+        "\x7f",
+        "\x9b",
+        "😀",
+        "e\u0301",
+        " ",
+        "\u3000",
+        "<img src=x onerror=alert(1)>",
+        "{{7*7}}",
+        '"}],"x":["',
+    ]
+)
+
+
+TEXTS = st.one_of(
+    st.text(max_size=30),
+    st.lists(st.one_of(TRICKY, st.text(max_size=4)), max_size=10).map("".join),
+    st.builds(
+        lambda pad, n, char: pad + char * n + pad,
+        st.sampled_from(["", " ", "\n\t ", "\u3000"]),
+        st.integers(MAX_TEXT - 2, MAX_TEXT + 2),
+        st.sampled_from(["x", "😀", "é", "\u0301"]),
+    ),
+)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+CIDS = st.one_of(
+    st.none(), st.text(alphabet=CID_CHARS, min_size=1, max_size=66), st.text(max_size=8), JSON
+)
+
+
+SMUGGLED = st.dictionaries(
+    st.sampled_from(["name", "id", "kind", "ts", "room", "ok", "members", "__proto__"]),
+    JSON,
+    max_size=4,
+)
+
+
+SEND_ARGS = st.one_of(
+    st.lists(JSON, max_size=3).map(tuple),
+    st.builds(
+        lambda text, cid, has_cid, extra: (
+            {**extra, "text": text, **({"cid": cid} if has_cid else {})},
+        ),
+        TEXTS,
+        CIDS,
+        st.booleans(),
+        SMUGGLED,
+    ),
+)
+
+
+@pytest.mark.settings(**FREE_SENDING)
+def test_send_shape_property(connected_room):
+    code, a, b, _, _ = connected_room
+    latest = {"id": 2}
+    first_id_of_cid = {}
+
+    @FUZZ
+    @given(args=SEND_ARGS)
+    def check(args):
+        ack = a.emit("send", *args, namespace=CHAT_NAMESPACE, callback=True)
+        got = events(b, "message")
+        a.get_received(CHAT_NAMESPACE)
+        want = expected_send(args)
+        assert isinstance(ack, dict) and isinstance(ack.get("ok"), bool), ack
+        if not ack["ok"]:
+            assert set(ack) == {"ok", "error"}, ack
+            assert want is EITHER or (want[0] == "error" and ack["error"] in want[1]), (args, ack)
+            assert got == []  # nothing broadcast
+            return
+        assert want is EITHER or want[0] == "ok", (args, ack, want)
+        cid = args[0].get("cid")
+        if isinstance(cid, str) and cid in first_id_of_cid:
+            assert ack == {"ok": True, "id": first_id_of_cid[cid]}
+            assert got == []  # a resent line is not recorded again
+            return
+        assert ack == {"ok": True, "id": latest["id"] + 1}
+        latest["id"] += 1
+        if isinstance(cid, str):
+            first_id_of_cid[cid] = ack["id"]
+        (message,) = got
+        # Smuggled fields never reach the record: the server sets them.
+        assert set(message) == {"id", "kind", "name", "text", "ts"}
+        assert message["id"] == ack["id"] and message["kind"] == "chat" and message["name"] == "ada"
+        assert message["ts"].endswith("Z") and len(message["ts"]) == 24
+        if want is not EITHER:
+            assert message["text"] == want[1]
+
+    check()
+    assert latest["id"] >= 3  # some lines were recorded
+    assert a.is_connected(CHAT_NAMESPACE) and b.is_connected(CHAT_NAMESPACE)
+
+
+@pytest.mark.settings(**FREE_SENDING)
+@pytest.mark.parametrize(
+    ("text", "ack"),
+    [
+        ("x" * MAX_TEXT, "ok"),
+        ("x" * (MAX_TEXT + 1), "too_long"),
+        ("😀" * MAX_TEXT, "ok"),  # code points, not UTF-16 units or bytes
+        ("😀" * (MAX_TEXT + 1), "too_long"),
+        ("e\u0301" * (MAX_TEXT // 2), "ok"),  # no normalization of chat text
+        ("e\u0301" * (MAX_TEXT // 2) + "e", "too_long"),
+        ("  \n\t" + "x" * MAX_TEXT + " \u3000\n", "ok"),  # trimmed before counting
+        ("x" * (MAX_TEXT - 2) + "\r\n" + "y", "ok"),  # \r\n counts as one
+        ("x" * (MAX_TEXT - 1) + "\r\n" + "y", "too_long"),
+        ("a\x00b", "invalid"),
+        ("a\x1bb", "invalid"),
+        ("a\x9bb", "invalid"),
+        ("a\u202eb\u2066c", "ok"),  # bidi controls are text in a chat line
+        ("line\ttab\nnext", "ok"),
+        ("\u200b", "ok"),  # not white space
+        (" \u3000 \n", "empty"),
+    ],
+)
+def test_send_length_and_character_boundaries(connected_room, text, ack):
+    code, a, b, _, _ = connected_room
+    answer = a.emit("send", {"text": text}, namespace=CHAT_NAMESPACE, callback=True)
+    got = events(b, "message")
+    if ack == "ok":
+        assert answer == {"ok": True, "id": 3}
+        (message,) = got
+        want = text.replace("\r\n", "\n").strip(" \n\t\u3000")
+        assert message["text"] == want
+    else:
+        assert answer == {"ok": False, "error": ack}
+        assert got == []
+
+
+@pytest.mark.settings(**FREE_SENDING)
+@pytest.mark.parametrize("text", ["\ud800", "a\udc00b", "\udbff\udfff"])
+def test_send_lone_surrogates_never_reach_the_room(connected_room, text):
+    code, a, b, _, _ = connected_room
+    answer = a.emit("send", {"text": text}, namespace=CHAT_NAMESPACE, callback=True)
+    got = events(b, "message")
+    assert answer == {"ok": False, "error": "invalid"} or answer["ok"]
+    for message in got:
+        message["text"].encode("utf-8")  # whatever is delivered is valid UTF-8
+
+
+@pytest.mark.settings(**FREE_SENDING)
+def test_typing_shape_property(connected_room, people):
+    code, a, b, _, _ = connected_room
+
+    @FUZZ
+    @given(args=st.lists(JSON, max_size=3))
+    def check(args):
+        b.emit("typing", *args, namespace=CHAT_NAMESPACE)
+        for payload in events(a, "typing"):
+            assert payload == {"name": "bob"}  # nothing smuggled through
+        assert events(b, "typing") == [] and events(b, "message") == []
+
+    started = time.monotonic()
+    check()
+    a.get_received(CHAT_NAMESPACE)
+    assert b.is_connected(CHAT_NAMESPACE)
+    assert time.monotonic() - started < 30
+    ack = b.emit("send", {"text": "still fine"}, namespace=CHAT_NAMESPACE, callback=True)
+    assert ack == {"ok": True, "id": 3}
+
+
+def test_connect_auth_property(people, socketio_client, refusals):
+    ada = people()
+    first = ada.create_room("ada")
+    code = ada.create_room("ada")  # the newest membership
+    a = ada.socket(room=code)
+    for i in range(3):
+        a.emit("send", {"text": f"line {i}"}, namespace=CHAT_NAMESPACE, callback=True)
+    latest = 4  # join notice + 3 lines
+
+    @FUZZ
+    @given(
+        auth=st.one_of(
+            JSON,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "room": st.one_of(
+                        JSON,
+                        st.sampled_from(
+                            [code, code.lower(), f" {first} ", "ZZZZ", "", code + "\x00"]
+                        ),
+                    ),
+                    "last_id": st.one_of(JSON, st.integers(-5, 10), st.just(10**30), st.just(True)),
+                },
+            ),
+        )
+    )
+    def check(auth):
+        refusals.clear()
+        socket = socketio_client(ada.client, auth=auth)
+        try:
+            room = auth.get("room") if isinstance(auth, dict) else None
+            target = room.strip().upper() if isinstance(room, str) else code
+            if target not in (code, first):
+                assert not socket.is_connected(CHAT_NAMESPACE)
+                assert refusals == [{"message": "not_joined"}]
+                return
+            assert socket.is_connected(CHAT_NAMESPACE), (auth, refusals)
+            (joined,) = events(socket, "joined")
+            assert joined["room"] == target
+            ids = [m["id"] for m in joined["history"]]
+            last_id = auth.get("last_id") if isinstance(auth, dict) else None
+            valid = isinstance(last_id, int) and not isinstance(last_id, bool) and last_id >= 0
+            room_latest = latest if target == code else 1
+            if valid:
+                assert ids == list(range(last_id + 1, room_latest + 1))
+            else:
+                assert ids == list(range(1, room_latest + 1))
+        finally:
+            if socket.is_connected(CHAT_NAMESPACE):
+                socket.disconnect(CHAT_NAMESPACE)
+
+    check()
+
+
+@pytest.mark.parametrize("size", [10_000, 60_000])
+def test_connect_with_large_auth(people, socketio_client, size):
+    ada = people()
+    code = ada.create_room("ada")
+    socket = socketio_client(
+        ada.client, auth={"room": code, "pad": "x" * size, "last_id": [0] * 100}
+    )
+    assert socket.is_connected(CHAT_NAMESPACE)
+    assert events(socket, "joined")[0]["room"] == code

@@ -170,3 +170,49 @@ class Wire:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def read_frames(sock: socket.socket, count: int) -> list[bytes]:
+    """Read ``count`` unmasked (server) frames from ``sock``; return their payloads."""
+    buffer = b""
+    payloads: list[bytes] = []
+    while len(payloads) < count:
+        while True:
+            parsed = parse_frame(buffer)
+            if parsed is None:
+                break
+            payload, buffer = parsed
+            payloads.append(payload)
+        if len(payloads) < count:
+            chunk = sock.recv(1 << 20)
+            assert chunk, "closed early"
+            buffer += chunk
+    return payloads
+
+
+def parse_frame(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """Split one unmasked frame off ``buffer``: ``(payload, rest)``, or None when incomplete."""
+    if len(buffer) < 2:
+        return None
+    length, start = buffer[1] & 0x7F, 2
+    if length == 126:
+        length, start = int.from_bytes(buffer[2:4], "big"), 4
+    elif length == 127:
+        length, start = int.from_bytes(buffer[2:10], "big"), 10
+    if len(buffer) < start + length:
+        return None
+    return buffer[start : start + length], buffer[start + length :]
+
+
+class ByteStream:
+    """A stream gevent-websocket reads from: here, bytes given in advance."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
+
+    def read(self, n: int) -> bytes:
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("frames must go through write_frame")

@@ -29,6 +29,7 @@ import requests
 from tests.support.liveserver import LiveServer
 from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
+from tests.support.rawsocket import chat_room
 from tests.support.wire import CONTINUATION
 from tests.support.wire import frame
 from tests.support.wire import HandshakeRefused
@@ -753,3 +754,158 @@ def test_one_address_cannot_fill_a_room_or_flood_it_with_notices(live, closing):
     assert len(notices) == 2 * statuses.count(303)  # a join and a leave each, no more
     history = ada.socket({"room": code, "last_id": 0}).received("joined")[0]["history"]
     assert first in [m["id"] for m in history]
+
+
+# -- floods and slow clients, every other limit lifted -----------------------------------
+
+# Only the limit a test is about may answer: every budget but the one under test
+# is out of the way (the grace is short, so that a member cut off leaves soon).
+UNLIMITED = {
+    "LEAVE_GRACE_SECONDS": 0.5,
+    "SEND_RATE": 1000,
+    "SEND_BURST": 1000,
+    "INPUT_RATE": 1000,
+    "INPUT_BURST": 1000,
+    "INPUT_BYTES_PER_SECOND": 10**9,
+    "CREATES_PER_MINUTE": 1000,
+    "JOIN_FAILURES_PER_MINUTE": 1000,
+    "JOINS_PER_MINUTE": 1000,
+    "ROOMS_PER_ADDRESS": 1000,
+}
+
+
+def test_concurrent_sends_keep_ids_contiguous(live, closing):
+    server = live(**UNLIMITED)
+    code, _, sockets = chat_room(server, closing, names=[f"p{i}" for i in range(6)])
+    acks = []
+
+    def send_many(sock, who):
+        for i in range(25):
+            acks.append(sock.call("send", {"text": f"{who} {i}"}))
+
+    threads = [threading.Thread(target=send_many, args=(s, i)) for i, s in enumerate(sockets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(acks) == 150 and all(a["ok"] for a in acks)
+    ids = sorted(a["id"] for a in acks)
+    assert ids == list(range(ids[0], ids[0] + 150))
+    watcher = sockets[0]
+    watcher.read_until(lambda: any(m["id"] == ids[-1] for m in watcher.received("message")), 10)
+    seen = [m["id"] for m in watcher.received("message")]
+    assert seen == list(range(seen[0], ids[-1] + 1))
+
+
+def test_handshake_flood_that_never_joins(live, closing):
+    # As many idle sessions as three addresses may hold (CONNECTIONS_PER_ADDRESS).
+    server = live(**UNLIMITED)
+    code, _, (ada, bob) = chat_room(server, closing)
+    for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        for _ in range(100):
+            closing(Wire(server.port, source=source))
+    started = time.monotonic()
+    assert ada.call("send", {"text": "through the flood"})["ok"]
+    assert time.monotonic() - started < 1.0
+    bob.read_until(lambda: bob.received("message"))
+    assert server.health() == 200
+    newcomer = Person(server.url)
+    closing(newcomer)
+    newcomer.join(code, "cy")
+
+
+def test_slowloris_does_not_starve_the_production_server(live, closing):
+    server = live(**UNLIMITED)
+    slow = []
+    for _ in range(300):
+        conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        closing(conn)
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-a: ")
+        slow.append(conn)
+    started = time.monotonic()
+    code, _, (ada, bob) = chat_room(server, closing)
+    assert ada.call("send", {"text": "still here"})["ok"]
+    for conn in slow[:50]:
+        conn.sendall(b"b")  # trickle
+    assert server.health() == 200
+    assert time.monotonic() - started < 5
+
+
+def test_silent_member_leaves_within_ping_timeout_plus_grace(live, closing):
+    server = live(**UNLIMITED, SOCKETIO_PING_INTERVAL=1, SOCKETIO_PING_TIMEOUT=1)
+    code, _, (ada, bob) = chat_room(server, closing)
+    ada.read_for(0.2)
+    bob.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    started = time.monotonic()  # bob goes silent: never reads, never answers a ping
+    leave = ada.read_until(
+        lambda: [m for m in ada.received("message") if m["kind"] == "leave" and m["name"] == "bob"],
+        timeout=8,
+    )
+    elapsed = time.monotonic() - started
+    assert leave and elapsed <= 1 + 1 + 0.5 + 1.5, elapsed
+    assert ada.call("send", {"text": "after bob"})["ok"]
+
+
+def test_a_slow_consumer_does_not_stall_the_room(live, closing):
+    server = live(**UNLIMITED, MESSAGE_MAX_LENGTH=2000)
+    code, _, (ada, bob, slow) = chat_room(server, closing, names=("ada", "bob", "slow"))
+    slow.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    text = "z" * 1990
+    started = time.monotonic()
+    worst = 0.0
+    for i in range(400):  # ~800 KB that "slow" never reads
+        t0 = time.monotonic()
+        assert ada.call("send", {"text": f"{i} {text}"}, timeout=5)["ok"]
+        worst = max(worst, time.monotonic() - t0)
+        if i % 20 == 0:
+            bob.read_for(0.001)
+            ada.read_for(0.001)
+    assert worst < 2.0, worst
+    assert time.monotonic() - started < 30
+    bob.read_until(lambda: any(m["text"].startswith("399 ") for m in bob.received("message")), 10)
+    assert server.health() == 200
+
+
+def test_a_member_that_never_reads_costs_bounded_memory_then_is_cut_off(live, closing):
+    # 47 MB of lines go to a room where "slow" reads nothing. The server holds
+    # at most MAX_PENDING_BYTES (8 MiB) for it beyond what the kernel buffers,
+    # then closes its connection; everyone else gets every line. (A short
+    # history, so that the room's own memory stays out of the figure.)
+    server = live(
+        **UNLIMITED, MESSAGE_MAX_LENGTH=60000, MAX_FRAME_BYTES=65536, ROOM_HISTORY_LIMIT=10
+    )
+    code, _, (ada, bob, slow) = chat_room(server, closing, names=("ada", "bob", "slow"))
+    slow.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    text = "m" * 59000
+    count = 800  # 800 x 59 KB = 47 MB
+    for sock in (ada, bob):
+        sock.read_for(0.2)
+    done = threading.Event()
+
+    def bob_reads():  # bob keeps up, in a thread of his own
+        while not done.is_set():
+            bob.read_for(0.1)
+            if any(m["text"].startswith(f"{count - 1} ") for m in bob.received("message")):
+                done.set()
+
+    reader = threading.Thread(target=bob_reads)
+    reader.start()
+    before = peak = rss_kib(server.pid)
+    try:
+        for i in range(count):
+            assert ada.call("send", {"text": f"{i} {text}"}, timeout=10)["ok"]
+            if i % 10 == 0:
+                peak = max(peak, rss_kib(server.pid))
+        assert done.wait(20)
+    finally:
+        done.set()
+        reader.join(10)
+    lines = [m["text"].split(" ", 1)[0] for m in bob.received("message") if m["kind"] == "chat"]
+    assert lines == [str(i) for i in range(count)]  # bob lost nothing, in order
+    grown_mib = (peak - before) / 1024
+    assert grown_mib < 16, f"the server grew by {grown_mib:.1f} MiB"
+    leave = bob.read_until(
+        lambda: [m for m in bob.received("message") if m["kind"] == "leave"], timeout=10
+    )
+    assert leave[0]["name"] == "slow"  # cut off, then its membership ended
+    assert server.health() == 200

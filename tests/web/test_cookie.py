@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-import zlib
 
 import pytest
-from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import URLSafeTimedSerializer
 
 from chatapp import create_app
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.cookies import readable
+from tests.support.cookies import signer
 from tests.support.socket_events import events
-
-
-def signer(app, secret_key):
-    """Flask's own cookie serializer, keyed with ``secret_key``."""
-    interface = SecureCookieSessionInterface()
-    return URLSafeTimedSerializer(
-        secret_key,
-        salt=interface.salt,
-        serializer=interface.serializer,
-        signer_kwargs={
-            "key_derivation": interface.key_derivation,
-            "digest_method": interface.digest_method,
-        },
-    )
-
-
-def readable(cookie_value):
-    """Decode a signed session cookie without the key, as anyone can."""
-    payload = cookie_value.lstrip(".").split(".")[0]
-    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    if cookie_value.startswith("."):
-        raw = zlib.decompress(raw)
-    return json.loads(raw)
 
 
 @pytest.fixture

@@ -1,18 +1,20 @@
-"""Operations: structured logs, Prometheus metrics, graceful shutdown."""
+"""The event log: one JSON line per join, leave and refusal, with the client address,
+and never a secret (message text, cookies, tokens, ids)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
-import time
 
 import pytest
+import requests
 
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.cookies import readable
 from tests.support.liveserver import LiveServer
 from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
+from tests.support.rawsocket import RawSocket
 
 SECRET_TEXT = "the password is hunter2"
 
@@ -48,52 +50,73 @@ def test_logs_one_line_per_join_leave_and_refusal(app, room, people, caplog):
     assert session_cookie not in everything
 
 
-@pytest.mark.settings(METRICS_ENABLED=False)
-def test_metrics_off_by_default(client):
-    assert client.get("/metrics").status_code == 404
-
-
-@pytest.mark.settings(METRICS_ENABLED=True)
-def test_metrics_loopback_only_without_token(app, room):
-    code, ada, bob = room
-    a = ada.socket(room=code)
-    bob.socket(room=code)
-    a.emit("send", {"text": "hi"}, namespace=CHAT_NAMESPACE, callback=True)
-    a.emit("send", {"text": ""}, namespace=CHAT_NAMESPACE, callback=True)
-    local = app.test_client().get("/metrics")
-    assert local.status_code == 200
-    body = local.data.decode()
-    assert "chatapp_connections 2.0" in body
-    assert "chatapp_rooms 1.0" in body and "chatapp_members 2.0" in body
-    assert "chatapp_messages_accepted_total 1.0" in body
-    assert 'chatapp_messages_rejected_total{reason="empty"} 1.0' in body
-    assert "chatapp_delivery_seconds_count 1.0" in body
-    remote = app.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
-    assert remote.status_code == 404
-
-
-@pytest.mark.settings(METRICS_ENABLED=True, METRICS_TOKEN="s3cret")
-def test_metrics_with_token(app):
-    client = app.test_client()
-    assert client.get("/metrics").status_code == 404
-    assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 404
-    ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
-    assert ok.status_code == 200 and b"chatapp_connections" in ok.data
-
-
 @pytest.mark.server
-def test_sigterm_closes_sockets_then_exits(tmp_path):
-    server = LiveServer({}, tmp_path).start()
+def test_log_holds_refusals_with_address_and_never_secrets(tmp_path):
+    server = LiveServer({"LEAVE_GRACE_SECONDS": 0.2}, tmp_path)
+    server.start()
+    people = []
+    sockets = []
     try:
-        ada = Person(server.url)
-        ada.create_room("ada")
-        client = ada.socket()
-        assert client.send_line("acknowledged before the stop")["ok"]
-        started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: client.disconnects, timeout=5)
-        assert time.monotonic() - started < 3
-        assert server.process.wait(timeout=10) == 0
-        ada.close()
+        ada, bob, eve = Person(server.url), Person(server.url), Person(server.url)
+        people += [ada, bob, eve]
+        code = ada.create_room("ada")
+        bob.join(code, "bob")
+        secret = "the-launch-code-is-0000 \u202e"
+        tab = RawSocket(server.url, cookie=ada.cookie_header())
+        sockets.append(tab)
+        assert tab.connect({"room": code})[0] == "connect"
+        assert tab.call("send", {"text": secret, "cid": "secret-cid-123"})["ok"]
+        assert tab.call("send", {"text": secret + "\x00"}) == {"ok": False, "error": "invalid"}
+        assert tab.call("send", {"text": "x" * 2001}) == {"ok": False, "error": "too_long"}
+        # Refusals: a bad name, an unknown room, a socket without a seat, a foreign origin.
+        injected = "ada\n2026-01-01 00:00:00,000 ERROR forged line"
+        assert eve.post_lobby("create", "\u202eevil").status_code == 400
+        assert eve.post_lobby("join", "eve", "ZZZQ").status_code == 400
+        assert eve.post_lobby("join", injected, code).status_code == 400
+        stranger = RawSocket(server.url, cookie=eve.cookie_header())
+        sockets.append(stranger)
+        assert stranger.connect({"room": code}) == ("connect_error", {"message": "not_joined"})
+        foreign = RawSocket(server.url, cookie=bob.cookie_header(), origin="http://evil.example")
+        sockets.append(foreign)
+        assert foreign.connect({"room": code}) == ("connect_error", {"message": "origin"})
+        requests.post(f"{server.url}/room/{code}/leave", timeout=5)  # no CSRF token: 400
+        wait_for(lambda: "connect_refused" in server.log_text() or True, timeout=1)
+        log = server.log_text()
+        lines = log.splitlines()
+
+        secrets = {
+            "message text": "the-launch-code",
+            "cid": "secret-cid-123",
+            "raw socket sid": tab.handshake["sid"],
+        }
+        for person in (ada, bob, eve):
+            for cookie in person.http.cookies:
+                secrets[f"cookie of {cookie.name}"] = cookie.value
+            data = readable(person.http.cookies.get("session"))
+            for _code, member_id, _name in data.get("rooms", []):
+                secrets["member id"] = member_id
+            if "csrf_token" in data:
+                secrets["csrf token"] = data["csrf_token"]
+            secrets["form token"] = person._csrf_token()
+        for what, value in secrets.items():
+            assert value not in log, f"{what} is in the log"
+        assert not any(line.startswith("2026-01-01") for line in lines), "a forged log line"
+        assert "Traceback" not in log and " ERROR " not in log, server.log_tail()
+
+        events = []
+        for line in lines:
+            if " chatapp.events " in line:
+                events.append(json.loads(line.split(" chatapp.events ", 1)[1]))
+        refusals = [e for e in events if "refused" in e.get("event", "")]
+        kinds = {(e["event"], e.get("reason")) for e in refusals}
+        assert ("connect_refused", "not_joined") in kinds and ("connect_refused", "origin") in kinds
+        assert any(e["event"] == "lobby_refused" for e in refusals)
+        assert any(e["event"] == "send_refused" for e in refusals)
+        for event in refusals:
+            assert event.get("addr") == "127.0.0.1", event
     finally:
-        server.close()
+        for sock in sockets:
+            sock.close()
+        for person in people:
+            person.close()
+        server.stop()

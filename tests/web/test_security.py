@@ -1,12 +1,9 @@
-"""Security headers on every HTML response; what the server's log holds (and never holds)."""
+"""Security headers on every response; a Host header that names no host, or an untrusted one."""
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import socket
-import zlib
 
 import pytest
 import requests
@@ -15,9 +12,6 @@ from chatapp import create_app
 from chatapp.extensions import socketio
 from chatapp.sockets import CHAT_NAMESPACE
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
-from tests.support.liveserver import wait_for
-from tests.support.rawsocket import RawSocket
 
 
 def assert_security_headers(response_headers, where):
@@ -76,13 +70,7 @@ def test_room_page_is_not_cached_by_shared_caches(csrf_app):
     assert "Cookie" in room.headers.get("Vary", "")  # never shared between sessions
 
 
-# -- the log of a real server ------------------------------------------------------
-
-
-def readable_cookie(value):
-    payload = value.lstrip(".").split(".")[0]
-    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    return json.loads(zlib.decompress(raw) if value.startswith(".") else raw)
+# -- the Host header ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("host", [".", "a..b", "a" * 64 + ".example"])
@@ -126,76 +114,4 @@ def test_the_server_answers_a_bad_host_with_a_400(tmp_path):
         assert answer.endswith(b"400 Bad Request: the Host header does not name this server.\n")
         assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
     finally:
-        server.stop()
-
-
-@pytest.mark.server
-def test_log_holds_refusals_with_address_and_never_secrets(tmp_path):
-    server = LiveServer({"LEAVE_GRACE_SECONDS": 0.2}, tmp_path)
-    server.start()
-    people = []
-    sockets = []
-    try:
-        ada, bob, eve = Person(server.url), Person(server.url), Person(server.url)
-        people += [ada, bob, eve]
-        code = ada.create_room("ada")
-        bob.join(code, "bob")
-        secret = "the-launch-code-is-0000 \u202e"
-        tab = RawSocket(server.url, cookie=ada.cookie_header())
-        sockets.append(tab)
-        assert tab.connect({"room": code})[0] == "connect"
-        assert tab.call("send", {"text": secret, "cid": "secret-cid-123"})["ok"]
-        assert tab.call("send", {"text": secret + "\x00"}) == {"ok": False, "error": "invalid"}
-        assert tab.call("send", {"text": "x" * 2001}) == {"ok": False, "error": "too_long"}
-        # Refusals: a bad name, an unknown room, a socket without a seat, a foreign origin.
-        injected = "ada\n2026-01-01 00:00:00,000 ERROR forged line"
-        assert eve.post_lobby("create", "\u202eevil").status_code == 400
-        assert eve.post_lobby("join", "eve", "ZZZQ").status_code == 400
-        assert eve.post_lobby("join", injected, code).status_code == 400
-        stranger = RawSocket(server.url, cookie=eve.cookie_header())
-        sockets.append(stranger)
-        assert stranger.connect({"room": code}) == ("connect_error", {"message": "not_joined"})
-        foreign = RawSocket(server.url, cookie=bob.cookie_header(), origin="http://evil.example")
-        sockets.append(foreign)
-        assert foreign.connect({"room": code}) == ("connect_error", {"message": "origin"})
-        requests.post(f"{server.url}/room/{code}/leave", timeout=5)  # no CSRF token: 400
-        wait_for(lambda: "connect_refused" in server.log_text() or True, timeout=1)
-        log = server.log_text()
-        lines = log.splitlines()
-
-        secrets = {
-            "message text": "the-launch-code",
-            "cid": "secret-cid-123",
-            "raw socket sid": tab.handshake["sid"],
-        }
-        for person in (ada, bob, eve):
-            for cookie in person.http.cookies:
-                secrets[f"cookie of {cookie.name}"] = cookie.value
-            data = readable_cookie(person.http.cookies.get("session"))
-            for _code, member_id, _name in data.get("rooms", []):
-                secrets["member id"] = member_id
-            if "csrf_token" in data:
-                secrets["csrf token"] = data["csrf_token"]
-            secrets["form token"] = person._csrf_token()
-        for what, value in secrets.items():
-            assert value not in log, f"{what} is in the log"
-        assert not any(line.startswith("2026-01-01") for line in lines), "a forged log line"
-        assert "Traceback" not in log and " ERROR " not in log, server.log_tail()
-
-        events = []
-        for line in lines:
-            if " chatapp.events " in line:
-                events.append(json.loads(line.split(" chatapp.events ", 1)[1]))
-        refusals = [e for e in events if "refused" in e.get("event", "")]
-        kinds = {(e["event"], e.get("reason")) for e in refusals}
-        assert ("connect_refused", "not_joined") in kinds and ("connect_refused", "origin") in kinds
-        assert any(e["event"] == "lobby_refused" for e in refusals)
-        assert any(e["event"] == "send_refused" for e in refusals)
-        for event in refusals:
-            assert event.get("addr") == "127.0.0.1", event
-    finally:
-        for sock in sockets:
-            sock.close()
-        for person in people:
-            person.close()
         server.stop()
