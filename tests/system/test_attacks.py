@@ -774,29 +774,6 @@ UNLIMITED = {
 }
 
 
-def test_concurrent_sends_keep_ids_contiguous(live, closing):
-    server = live(**UNLIMITED)
-    code, _, sockets = chat_room(server, closing, names=[f"p{i}" for i in range(6)])
-    acks = []
-
-    def send_many(sock, who):
-        for i in range(25):
-            acks.append(sock.call("send", {"text": f"{who} {i}"}))
-
-    threads = [threading.Thread(target=send_many, args=(s, i)) for i, s in enumerate(sockets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(acks) == 150 and all(a["ok"] for a in acks)
-    ids = sorted(a["id"] for a in acks)
-    assert ids == list(range(ids[0], ids[0] + 150))
-    watcher = sockets[0]
-    watcher.read_until(lambda: any(m["id"] == ids[-1] for m in watcher.received("message")), 10)
-    seen = [m["id"] for m in watcher.received("message")]
-    assert seen == list(range(seen[0], ids[-1] + 1))
-
-
 def test_handshake_flood_that_never_joins(live, closing):
     # As many idle sessions as three addresses may hold (CONNECTIONS_PER_ADDRESS).
     server = live(**UNLIMITED)
