@@ -59,7 +59,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def server(browser: Browser) -> Iterator[LiveServer]:
+def browser_server(browser: Browser) -> Iterator[LiveServer]:
     """One live server for a module whose tests do not restart it."""
     live = start_live_server()
     yield live

@@ -46,14 +46,14 @@ def own_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
 
 
 def test_network_drop_delivers_offline_lines_once_and_catches_up(
-    server, open_context, allow_console
+    browser_server, open_context, allow_console
 ):
     allow_console(NETWORK_NOISE)
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob_context = open_context()
     bob = bob_context.new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
     send(ada, "before")
     expect(log(bob).get_by_text("before")).to_be_visible()
 

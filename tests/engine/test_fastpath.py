@@ -11,8 +11,8 @@ import pytest
 import socketio
 
 from chatapp.engine.fastpath import FastEmitManager
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.wire import read_frames
 
 
@@ -84,7 +84,7 @@ def test_room_index_keeps_python_socketios_state():
 def test_broadcast_reaches_every_member_in_order(tmp_path):
     live = LiveServer({}, tmp_path).start()
     try:
-        people = [Person(live.url) for _ in range(4)]
+        people = [LivePerson(live.url) for _ in range(4)]
         code = people[0].create_room("p0")
         for i, person in enumerate(people[1:], 1):
             person.join(code, f"p{i}")

@@ -18,8 +18,8 @@ import requests
 import socketio
 import websocket
 
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 from tests.support.rawsocket import CHAT
 from tests.support.rawsocket import RawSocket
@@ -28,7 +28,8 @@ FREE_SENDING = {"SEND_RATE": 10**6, "SEND_BURST": 10**6}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def packets_server(tmp_path_factory):
+    """One live server for the module: 4 KiB frames, the per-address and send limits lifted."""
     live = LiveServer(
         {
             "LEAVE_GRACE_SECONDS": 0.3,
@@ -41,7 +42,7 @@ def server(tmp_path_factory):
             "HANDSHAKES_PER_MINUTE": 10**6,
             **FREE_SENDING,
         },
-        tmp_path_factory.mktemp("hardening-sockets"),
+        tmp_path_factory.mktemp("packets"),
     )
     live.start()
     yield live
@@ -49,17 +50,17 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def members(server):
+def members(packets_server):
     """ada and bob in a new room on the live server; ``raw(person)`` opens raw sockets."""
     made, sockets = [], []
 
     def person():
-        p = Person(server.url)
+        p = LivePerson(packets_server.url)
         made.append(p)
         return p
 
     def raw(who, origin=None, connect=True, **options):
-        sock = RawSocket(server.url, cookie=who.cookie_header(), origin=origin, **options)
+        sock = RawSocket(packets_server.url, cookie=who.cookie_header(), origin=origin, **options)
         sockets.append(sock)
         if connect:
             assert sock.connect({"room": who.code})[0] == "connect"
@@ -115,9 +116,9 @@ def assert_clean_log(server, since):
         "http://evil.example, http://{host}",
     ],
 )
-def test_websocket_from_a_foreign_origin_never_reaches_a_room(server, members, origin):
+def test_websocket_from_a_foreign_origin_never_reaches_a_room(packets_server, members, origin):
     ada, bob, raw, b = members
-    origin = origin.format(host=server.url.split("//")[1], port=server.port)
+    origin = origin.format(host=packets_server.url.split("//")[1], port=packets_server.port)
     try:
         sock = raw(ada, origin=origin, connect=False)
     except websocket.WebSocketBadStatusException as refused:  # refused at the handshake
@@ -129,25 +130,25 @@ def test_websocket_from_a_foreign_origin_never_reaches_a_room(server, members, o
         assert sock.is_closed_within(0.3) or sock.acks == {}
     b.read_for(0.3)
     assert b.received("message") == []  # no join notice, no line
-    assert still_serving(server, ada, raw)["ok"]
+    assert still_serving(packets_server, ada, raw)["ok"]
 
 
 @pytest.mark.server
-def test_own_origin_is_accepted(server, members):
+def test_own_origin_is_accepted(packets_server, members):
     ada, _, raw, _ = members
-    sock = raw(ada, origin=server.url)
+    sock = raw(ada, origin=packets_server.url)
     assert sock.received("joined")[0]["room"] == ada.code
 
 
 @pytest.mark.server
-def test_own_origin_given_to_a_websocket_client_that_adds_its_own(server, members):
+def test_own_origin_given_to_a_websocket_client_that_adds_its_own(packets_server, members):
     """python-socketio over websocket-client sends the header it is given and its own."""
     ada = members[0]
     client = socketio.Client(reconnection=False)
     joined = []
     client.on("joined", joined.append, namespace=CHAT)
-    headers = {"Origin": server.url, "Cookie": ada.cookie_header()}
-    client.connect(server.url, headers=headers, transports=["websocket"], namespaces=[CHAT])
+    headers = {"Origin": packets_server.url, "Cookie": ada.cookie_header()}
+    client.connect(packets_server.url, headers=headers, transports=["websocket"], namespaces=[CHAT])
     try:
         assert wait_for(lambda: joined, timeout=5)[0]["room"] == ada.code
     finally:
@@ -156,11 +157,11 @@ def test_own_origin_given_to_a_websocket_client_that_adds_its_own(server, member
 
 @pytest.mark.server
 @pytest.mark.parametrize("origin", ["http://evil.example", "null"])
-def test_polling_from_a_foreign_origin(server, members, origin):
+def test_polling_from_a_foreign_origin(packets_server, members, origin):
     ada, bob, raw, b = members
     http = requests.Session()
     headers = {"Origin": origin, "Cookie": ada.cookie_header()}
-    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    base = packets_server.url + "/socket.io/?EIO=4&transport=polling"
     preflight = http.options(
         base, headers={**headers, "Access-Control-Request-Method": "POST"}, timeout=5
     )
@@ -168,7 +169,7 @@ def test_polling_from_a_foreign_origin(server, members, origin):
     opened = http.get(base, headers=headers, timeout=5)
     for response in (preflight, opened):
         allow = response.headers.get("Access-Control-Allow-Origin")
-        assert allow in (None, server.url), allow  # never the foreign origin, never "*"
+        assert allow in (None, packets_server.url), allow  # never the foreign origin, never "*"
     if opened.status_code == 200:
         sid = json.loads(opened.text[1:])["sid"]
         url = f"{base}&sid={sid}"
@@ -177,7 +178,7 @@ def test_polling_from_a_foreign_origin(server, members, origin):
         )
         assert posted.status_code < 500
         answer = http.get(url, headers=headers, timeout=5)
-        assert answer.headers.get("Access-Control-Allow-Origin") in (None, server.url)
+        assert answer.headers.get("Access-Control-Allow-Origin") in (None, packets_server.url)
         assert f'44{CHAT},{{"message":"origin"}}' in answer.text, answer.text
     else:
         assert 400 <= opened.status_code < 500
@@ -189,9 +190,9 @@ def test_polling_from_a_foreign_origin(server, members, origin):
 @pytest.mark.server
 # ("/chat?x=1" is /chat with a query string in Socket.IO: not a wrong namespace.)
 @pytest.mark.parametrize("namespace", ["/", "/admin", "/chat/", "/CHAT", "/" + "n" * 3000])
-def test_wrong_namespaces(server, members, namespace):
+def test_wrong_namespaces(packets_server, members, namespace):
     ada, bob, raw, b = members
-    since = len(server.log_text())
+    since = len(packets_server.log_text())
     sock = raw(ada, connect=False)
     try:
         sock.send_text(f"40{namespace},")
@@ -201,8 +202,8 @@ def test_wrong_namespaces(server, members, namespace):
         pass
     b.read_for(0.2)
     assert b.received("message") == []
-    assert still_serving(server, ada, raw)["ok"]
-    assert_clean_log(server, since)
+    assert still_serving(packets_server, ada, raw)["ok"]
+    assert_clean_log(packets_server, since)
 
 
 MALFORMED = [
@@ -251,7 +252,7 @@ MALFORMED = [
 
 @pytest.mark.server
 @pytest.mark.parametrize("frame", MALFORMED, ids=[repr(f)[:40] for f in MALFORMED])
-def test_malformed_packets_record_nothing_and_harm_no_one(server, members, frame):
+def test_malformed_packets_record_nothing_and_harm_no_one(packets_server, members, frame):
     ada, bob, raw, b = members
     sock = raw(ada)
     try:
@@ -263,13 +264,13 @@ def test_malformed_packets_record_nothing_and_harm_no_one(server, members, frame
     assert b.received("message") == [] and b.received("members") == []
     ack = b.call("send", {"text": "bob is fine"})
     assert ack["ok"] is True
-    assert still_serving(server, ada, raw)["ok"]
+    assert still_serving(packets_server, ada, raw)["ok"]
 
 
 @pytest.mark.server
-def test_malformed_packets_leave_no_traceback_in_the_log(server, members):
+def test_malformed_packets_leave_no_traceback_in_the_log(packets_server, members):
     ada, bob, raw, b = members
-    since = len(server.log_text())
+    since = len(packets_server.log_text())
     for frame in MALFORMED:
         sock = raw(ada)
         try:
@@ -278,17 +279,17 @@ def test_malformed_packets_leave_no_traceback_in_the_log(server, members):
         except Exception:  # noqa: BLE001 - closing the offender is a fine answer
             pass
         sock.close()
-    assert still_serving(server, ada, raw)["ok"]
+    assert still_serving(packets_server, ada, raw)["ok"]
     time.sleep(0.2)
-    assert_clean_log(server, since)
+    assert_clean_log(packets_server, since)
 
 
 @pytest.mark.server
-def test_binary_attachments_are_dropped(server, members):
+def test_binary_attachments_are_dropped(packets_server, members):
     # The protocol has no binary data: a packet with attachments is
     # malformed input, dropped unanswered, and its attachments never kept.
     ada, bob, raw, b = members
-    since = len(server.log_text())
+    since = len(packets_server.log_text())
     sock = raw(ada)
     sock.send_text(f'451-{CHAT},90["send",{{"text":{{"_placeholder":true,"num":0}}}}]')
     sock.send_binary(b"hello as bytes")
@@ -298,26 +299,26 @@ def test_binary_attachments_are_dropped(server, members):
     assert 90 not in sock.acks and 91 not in sock.acks
     b.read_until(lambda: b.received("message"))
     assert [m["text"] for m in b.received("message")] == ["as text"]
-    assert still_serving(server, ada, raw)["ok"]
-    assert_clean_log(server, since)
+    assert still_serving(packets_server, ada, raw)["ok"]
+    assert_clean_log(packets_server, since)
 
 
 @pytest.mark.server
-def test_unannounced_binary_frame_leaves_no_traceback(server, members):
+def test_unannounced_binary_frame_leaves_no_traceback(packets_server, members):
     ada, bob, raw, b = members
-    since = len(server.log_text())
+    since = len(packets_server.log_text())
     sock = raw(ada)
     sock.send_binary(b"an attachment nobody announced")
     sock.read_for(0.2)
     b.read_for(0.1)
     assert b.received("message") == []
-    assert still_serving(server, ada, raw)["ok"]
-    assert_clean_log(server, since)
+    assert still_serving(packets_server, ada, raw)["ok"]
+    assert_clean_log(packets_server, since)
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("kind", ["text", "binary", "attachment"])
-def test_frames_over_max_frame_bytes_close_the_connection(server, members, kind):
+def test_frames_over_max_frame_bytes_close_the_connection(packets_server, members, kind):
     ada, bob, raw, b = members
     sock = raw(ada)
     big = "x" * 5000  # MAX_FRAME_BYTES is 4096 on this server
@@ -332,14 +333,14 @@ def test_frames_over_max_frame_bytes_close_the_connection(server, members, kind)
     assert sock.acks == {}
     b.read_for(0.2)
     assert [m for m in b.received("message") if m["kind"] == "chat"] == []
-    assert still_serving(server, ada, raw)["ok"]
+    assert still_serving(packets_server, ada, raw)["ok"]
 
 
 @pytest.mark.server
-def test_polling_body_over_max_frame_bytes_is_refused(server, members):
+def test_polling_body_over_max_frame_bytes_is_refused(packets_server, members):
     ada, bob, raw, b = members
     http = requests.Session()
-    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    base = packets_server.url + "/socket.io/?EIO=4&transport=polling"
     opened = http.get(base, headers={"Cookie": ada.cookie_header()}, timeout=5)
     sid = json.loads(opened.text[1:])["sid"]
     url = f"{base}&sid={sid}"
@@ -360,7 +361,7 @@ def test_polling_body_over_max_frame_bytes_is_refused(server, members):
         http.close()
     b.read_for(0.3)
     assert [m for m in b.received("message") if m["kind"] == "chat"] == []  # nothing recorded
-    assert still_serving(server, ada, raw)["ok"]
+    assert still_serving(packets_server, ada, raw)["ok"]
     assert status is not None and 400 <= status < 500
 
 
@@ -368,7 +369,7 @@ def test_polling_body_over_max_frame_bytes_is_refused(server, members):
 @pytest.mark.parametrize(
     "event", ["connect", "disconnect", "connect_error", "joined", "message", "members"]
 )
-def test_client_sent_reserved_events_are_ignored(server, members, event):
+def test_client_sent_reserved_events_are_ignored(packets_server, members, event):
     ada, bob, raw, b = members
     sock = raw(ada)
     sock.emit(event, {"room": ada.code, "text": "x", "id": 1, "name": "bob", "kind": "leave"})
@@ -380,7 +381,7 @@ def test_client_sent_reserved_events_are_ignored(server, members, event):
 
 
 @pytest.mark.server
-def test_a_connection_spending_its_budget_on_invalid_input_is_closed(server, members):
+def test_a_connection_spending_its_budget_on_invalid_input_is_closed(packets_server, members):
     ada, bob, raw, b = members
     sock = raw(ada)
     polite = raw(bob)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 
 pytestmark = pytest.mark.server
@@ -86,7 +86,7 @@ def _try_server_side(pid: int, peer: tuple[str, int]) -> socket.socket | None:
 def test_sigterm_closes_sockets_then_exits(tmp_path):
     server = LiveServer({}, tmp_path).start()
     try:
-        ada = Person(server.url)
+        ada = LivePerson(server.url)
         ada.create_room("ada")
         client = ada.socket()
         assert client.send_line("acknowledged before the stop")["ok"]

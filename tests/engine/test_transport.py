@@ -19,8 +19,8 @@ import pytest
 import redis
 import socketio
 
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 from tests.support.wire import BINARY
 from tests.support.wire import CLOSE
@@ -51,7 +51,8 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def server(request, tmp_path_factory):
+def transport_server(request, tmp_path_factory):
+    """One live server for the module, on each store: 4 KiB frames, 1 s pings, budgets lifted."""
     # On Redis a send waits for the store, so a connection's events overlap
     # (chatapp.engine.transport): the same rules must hold there too.
     settings = dict(SETTINGS)
@@ -62,21 +63,16 @@ def server(request, tmp_path_factory):
     live.close()
 
 
-@pytest.fixture
-def people(server, live_people):
-    return lambda: live_people(server)
-
-
 def send_packet(ack_id: int, text: str) -> str:
     return f'42/chat,{ack_id}["send",{json.dumps({"text": text})}]'
 
 
 @pytest.fixture
-def wires(server, closing):
+def wires(transport_server, closing):
     """Open Wires for people; close them at teardown."""
 
-    def open_wire(person: Person, early: bytes = b"") -> Wire:
-        wire = Wire(server.port, person.cookie_header(), early)
+    def open_wire(person: LivePerson, early: bytes = b"") -> Wire:
+        wire = Wire(transport_server.port, person.cookie_header(), early)
         closing(wire)
         return wire
 
@@ -84,9 +80,9 @@ def wires(server, closing):
 
 
 @pytest.fixture
-def room(people):
+def watched_room(transport_server, live_people):
     """ada's room with bob watching through python-socketio; ada's wire is not open yet."""
-    ada, bob = people(), people()
+    ada, bob = live_people(transport_server), live_people(transport_server)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     watcher = bob.socket({"room": code})
@@ -103,8 +99,8 @@ def chat_texts(client) -> list[str]:
     return [lines[i]["text"] for i in sorted(lines)]
 
 
-def test_fragments_and_control_frames_between_them(wires, room):
-    code, ada, watcher = room
+def test_fragments_and_control_frames_between_them(wires, watched_room):
+    code, ada, watcher = watched_room
     wire = wires(ada)
     wire.joined()
     packet = send_packet(1, "in three pieces").encode()
@@ -117,19 +113,19 @@ def test_fragments_and_control_frames_between_them(wires, room):
     watcher.wait_for_line(lambda m: m["text"] == "in three pieces")
 
 
-def test_frames_written_with_the_handshake_are_kept(wires, room):
+def test_frames_written_with_the_handshake_are_kept(wires, watched_room):
     # The client writes its connect and a line before the server's 101 arrives.
-    code, ada, watcher = room
+    code, ada, watcher = watched_room
     early = frame("40/chat,") + frame(send_packet(1, "early bird"))
     wire = wires(ada, early=early)
     assert wire.ack(1) == {"ok": True, "id": 3}
     watcher.wait_for_line(lambda m: m["text"] == "early bird")
 
 
-def test_a_burst_is_handled_in_order_with_nothing_lost(wires, room):
+def test_a_burst_is_handled_in_order_with_nothing_lost(wires, watched_room):
     # Far more packets than the session queues before it stops reading, in
     # fewer bytes than a connection's burst (4 * MAX_FRAME_BYTES).
-    code, ada, watcher = room
+    code, ada, watcher = watched_room
     wire = wires(ada)
     wire.joined()
     count = 300
@@ -160,12 +156,14 @@ def script_calls(store_url: str, code: str, op: str, action) -> int:
         marker.close()
 
 
-def test_on_redis_a_connections_lines_in_flight_share_round_trips(server, wires, room):
+def test_on_redis_a_connections_lines_in_flight_share_round_trips(
+    transport_server, wires, watched_room
+):
     # Each line still waits for Redis, but the next ones go meanwhile.
-    store = server.env.get("CHATAPP_STORE")
+    store = transport_server.env.get("CHATAPP_STORE")
     if store is None:
         pytest.skip("the memory store answers at once: nothing waits to overlap")
-    code, ada, watcher = room
+    code, ada, watcher = watched_room
     wire = wires(ada)
     wire.joined()
     count = 100
@@ -214,21 +212,21 @@ def test_on_redis_a_connections_lines_in_flight_share_round_trips(server, wires,
     ],
 )
 def test_protocol_errors_close_with_their_code_and_record_nothing(
-    server, wires, room, frames, code
+    transport_server, wires, watched_room, frames, code
 ):
-    _, ada, watcher = room
+    _, ada, watcher = watched_room
     wire = wires(ada)
     wire.joined()
     wire.send(b"".join(frames))
     assert wire.close_code() == code
     assert wire.hung_up_within(5)
-    assert server.health() == 200
+    assert transport_server.health() == 200
     assert chat_texts(watcher) == []
-    assert "Traceback" not in server.log_text()
+    assert "Traceback" not in transport_server.log_text()
 
 
-def test_huge_declared_length_closes_before_the_payload(wires, room):
-    _, ada, _ = room
+def test_huge_declared_length_closes_before_the_payload(wires, watched_room):
+    _, ada, _ = watched_room
     wire = wires(ada)
     wire.joined()
     wire.send(bytes([0x81, 0xFF]) + (1 << 40).to_bytes(8, "big") + os.urandom(4) + b"x" * 10)
@@ -243,8 +241,8 @@ def test_huge_declared_length_closes_before_the_payload(wires, room):
         (struct.pack("!H", 1005), 1002),  # a code that must never be sent
     ],
 )
-def test_closing_handshake_then_the_member_leaves(wires, room, sent, answered):
-    _, ada, watcher = room
+def test_closing_handshake_then_the_member_leaves(wires, watched_room, sent, answered):
+    _, ada, watcher = watched_room
     wire = wires(ada)
     wire.joined()
     watcher.wait_for(lambda c: c.received("members")[-1:] == [{"members": ["bob", "ada"]}])
@@ -255,8 +253,8 @@ def test_closing_handshake_then_the_member_leaves(wires, room, sent, answered):
     assert leave["name"] == "ada"
 
 
-def test_a_client_that_answers_pings_stays_and_a_silent_one_is_dropped(wires, room):
-    code, ada, watcher = room
+def test_a_client_that_answers_pings_stays_and_a_silent_one_is_dropped(wires, watched_room):
+    code, ada, watcher = watched_room
     answering = ada.socket({"room": code})  # python-socketio answers every ping
     silent = wires(ada)  # a second tab of the same member, which never answers
     assert silent.handshake["pingInterval"] == 1000
@@ -281,10 +279,10 @@ def test_a_client_that_answers_pings_stays_and_a_silent_one_is_dropped(wires, ro
     assert [m["kind"] for m in watcher.lines()].count("leave") == 0
 
 
-def test_binary_frames_are_dropped(wires, room):
+def test_binary_frames_are_dropped(wires, watched_room):
     # A binary event (its placeholder in a text frame, the attachment in a
     # binary one): the protocol has no binary data, so neither is answered.
-    _, ada, watcher = room
+    _, ada, watcher = watched_room
     wire = wires(ada)
     wire.joined()
     wire.send(frame('451-/chat,3["send",{"_placeholder":true,"num":0}]'))
@@ -296,14 +294,14 @@ def test_binary_frames_are_dropped(wires, room):
     watcher.wait_for(lambda c: chat_texts(c) == ["after the binary"])
 
 
-def test_long_polling_and_its_upgrade_still_work(server, room):
+def test_long_polling_and_its_upgrade_still_work(transport_server, watched_room):
     # Engine.IO's own path serves clients that start with polling and upgrade.
-    code, ada, watcher = room
+    code, ada, watcher = watched_room
     client = socketio.Client(reconnection=False)
     lines = []
     client.on("message", lines.append, namespace="/chat")
     client.connect(
-        server.url,
+        transport_server.url,
         headers={"Cookie": ada.cookie_header()},
         auth={"room": code},
         transports=["polling", "websocket"],
@@ -326,11 +324,13 @@ def test_long_polling_and_its_upgrade_still_work(server, room):
     assert chat_texts(watcher)[:1] == ["upgraded"]
 
 
-def test_an_http_request_for_a_websocket_sid_is_refused(server, wires, room):
-    _, ada, _ = room
+def test_an_http_request_for_a_websocket_sid_is_refused(transport_server, wires, watched_room):
+    _, ada, _ = watched_room
     wire = wires(ada)
     sid = wire.handshake["sid"]
-    response = ada.http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", timeout=5)
+    response = ada.http.get(
+        f"{transport_server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", timeout=5
+    )
     assert response.status_code == 400
     wire.send(frame("40/chat,"))
     assert re.match(r"42/chat,\[\"joined\"", wire.read_until(lambda t: "joined" in t))

@@ -20,8 +20,8 @@ from chatapp.engine.websocket import encode_frame
 from chatapp.engine.websocket import text_frame
 from chatapp.engine.websocket import unmask
 from tests.support.liveserver import CHAT_NAMESPACE
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.wire import ByteStream
 from tests.support.wire import read_frames
 
@@ -29,7 +29,8 @@ LIMIT = 2048
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def frame_limit_server(tmp_path_factory):
+    """One live server for the module: 2 KiB frames, lines of up to 5,000 code points."""
     settings = {"MAX_FRAME_BYTES": LIMIT, "MESSAGE_MAX_LENGTH": 5000}
     live = LiveServer(settings, tmp_path_factory.mktemp("limits")).start()
     yield live
@@ -65,10 +66,10 @@ def ack_or_close(ws):
 
 
 @pytest.mark.server
-def test_limit_counts_utf8_bytes_not_characters(server):
-    ada = Person(server.url)
+def test_limit_counts_utf8_bytes_not_characters(frame_limit_server):
+    ada = LivePerson(frame_limit_server.url)
     code = ada.create_room("ada")
-    ws = raw_socket(server, ada)
+    ws = raw_socket(frame_limit_server, ada)
     try:
         small = "€" * 600  # 600 characters, 1,800 bytes: under the limit
         ws.send(f'42/chat,1["send",{{"text":"{small}"}}]')
@@ -84,10 +85,10 @@ def test_limit_counts_utf8_bytes_not_characters(server):
 
 
 @pytest.mark.server
-def test_huge_frame_closes_before_it_is_read(server):
-    ada = Person(server.url)
+def test_huge_frame_closes_before_it_is_read(frame_limit_server):
+    ada = LivePerson(frame_limit_server.url)
     ada.create_room("ada")
-    ws = raw_socket(server, ada)
+    ws = raw_socket(frame_limit_server, ada)
     try:
         # Announce 100 MB and send only the start: the server must not wait
         # for the rest (nor hold it), but close at once.
@@ -96,7 +97,7 @@ def test_huge_frame_closes_before_it_is_read(server):
         assert ack_or_close(ws) is None
     finally:
         ws.shutdown()  # close() leaves the socket open once the server hung up
-    assert server.health() == 200
+    assert frame_limit_server.health() == 200
     ada.close()
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from tests.support.liveserver import CHAT_NAMESPACE
 from tests.support.liveserver import ChatClient
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 
 pytestmark = pytest.mark.server
@@ -26,7 +26,7 @@ GRACE = 2.0  # generous: a loaded CI machine must not end bob's membership
 FAST = {"LEAVE_GRACE_SECONDS": GRACE}
 
 ServerFactory = Callable[..., LiveServer]
-PeopleFactory = Callable[[LiveServer], Person]
+PeopleFactory = Callable[[LiveServer], LivePerson]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Helpers for tests against the real server: a subprocess and its clients.
 
 No fixtures here: ``LiveServer`` runs ``python -m chatapp`` (gevent, the
-production config) on a free port; ``Person`` is one browser (a cookie jar)
+production config) on a free port; ``LivePerson`` is one browser (a cookie jar)
 that goes through the lobby form and opens Socket.IO connections on ``/chat``
 over WebSocket, recording what they receive.
 """
@@ -317,8 +317,11 @@ class ChatClient(socketio.Client):  # type: ignore[misc]  # python-socketio is u
                 ws.shutdown()
 
 
-class Person:
-    """One browser: a cookie jar that uses the lobby and opens sockets."""
+class LivePerson:
+    """One browser of a live server: a cookie jar that uses the lobby and opens sockets.
+
+    (``tests.support.inprocess.InProcessPerson`` is its twin for an app in this process.)
+    """
 
     def __init__(self, server_url: str) -> None:
         self.url = server_url.rstrip("/")

@@ -20,7 +20,7 @@ from typing import Any
 
 import websocket
 
-from tests.support.liveserver import Person
+from tests.support.liveserver import LivePerson
 
 CHAT = "/chat"
 
@@ -206,7 +206,7 @@ def chat_room(
     people, sockets = [], []
     code = None
     for name in names:
-        person = Person(server.url)
+        person = LivePerson(server.url)
         closing(person)
         if code is None:
             code = person.create_room(name)

@@ -20,14 +20,13 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 from tests.support.rawsocket import chat_room
 from tests.support.wire import CONTINUATION
@@ -88,29 +87,12 @@ def send_until_closed(sock: socket.socket, data: bytes, seconds: float) -> float
     return None
 
 
-@pytest.fixture
-def live(tmp_path) -> Iterator[Callable[..., LiveServer]]:
-    """Start real servers (``gunicorn=True`` for gunicorn); stop them at teardown."""
-    servers: list[LiveServer] = []
-
-    def start(gunicorn: bool = False, open_files: tuple[int, int] | None = None, **settings: Any):
-        server = LiveServer(
-            settings, tmp_path / f"s{len(servers)}", gunicorn=gunicorn, open_files=open_files
-        )
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 class Probe:
     """A member in a room of its own, timing its acknowledgements, and a second one watching."""
 
     def __init__(self, server: LiveServer, closing: Callable[[Any], None]) -> None:
         self.server = server
-        sender, watcher = Person(server.url), Person(server.url)
+        sender, watcher = LivePerson(server.url), LivePerson(server.url)
         closing(sender)
         closing(watcher)
         code = sender.create_room("probe")
@@ -194,10 +176,10 @@ def refusal_lines(server: LiveServer, since: int, reason: str) -> list[dict[str,
 # -- input: binary data, fragments, trickles ------------------------------------------
 
 
-def test_binary_attachments_are_never_buffered(live, probe, closing):
+def test_binary_attachments_are_never_buffered(start_server, probe, closing):
     # The table's first row: no cookie, CONNECT to "/", a binary event that
     # announces 9,999,999,999 attachments, then binary frames, again and again.
-    server = live()
+    server = start_server()
     watch = probe(server)
     idle = watch.idle_p50()
     pid = server.pid
@@ -231,8 +213,8 @@ def test_binary_attachments_are_never_buffered(live, probe, closing):
     watch.assert_nothing_lost()
 
 
-def test_empty_continuation_frames_close_the_connection(live, probe, closing):
-    server = live()
+def test_empty_continuation_frames_close_the_connection(start_server, probe, closing):
+    server = start_server()
     watch = probe(server)
     pid = server.pid
     before_rss, before_cpu = rss_kib(pid), cpu_seconds(pid)
@@ -270,8 +252,8 @@ def upgraded(server: LiveServer, closing: Callable[[Any], None]) -> Wire:
 
 
 @pytest.mark.parametrize("path", ["websocket", "upgraded from polling"])
-def test_a_fragmented_message_must_be_whole_within_10_seconds(live, closing, path):
-    server = live()
+def test_a_fragmented_message_must_be_whole_within_10_seconds(start_server, closing, path):
+    server = start_server()
     wire = Wire(server.port) if path == "websocket" else upgraded(server, closing)
     closing(wire)
     wire.send(frame("42/chat,", fin=False))
@@ -280,8 +262,8 @@ def test_a_fragmented_message_must_be_whole_within_10_seconds(live, closing, pat
     assert 9 <= time.monotonic() - started <= 12.5
 
 
-def test_an_upgraded_session_reads_within_its_budget(live, closing):
-    server = live()
+def test_an_upgraded_session_reads_within_its_budget(start_server, closing):
+    server = start_server()
     wire = upgraded(server, closing)
     since = len(server.log_text())
     closed_after = send_until_closed(wire.sock, FLOODS["typing"] * 50, ATTACK_SECONDS)
@@ -289,8 +271,8 @@ def test_an_upgraded_session_reads_within_its_budget(live, closing):
     assert refusal_lines(server, since, "input_budget")
 
 
-def test_a_frame_a_byte_per_segment_is_cut_off_and_costs_little(live, closing):
-    server = live()
+def test_a_frame_a_byte_per_segment_is_cut_off_and_costs_little(start_server, closing):
+    server = start_server()
     pid = server.pid
     wire = Wire(server.port)
     closing(wire)
@@ -309,12 +291,12 @@ def test_a_frame_a_byte_per_segment_is_cut_off_and_costs_little(live, closing):
     assert cpu < 0.25
 
 
-def test_a_frame_in_small_segments_within_the_budget_is_read_in_linear_time(live, closing):
+def test_a_frame_in_small_segments_within_the_budget_is_read_in_linear_time(start_server, closing):
     # 100-byte segments: well within the read budget, and the frame is read
     # without copying what came before at every segment.
-    server = live()
+    server = start_server()
     pid = server.pid
-    person = Person(server.url)
+    person = LivePerson(server.url)
     closing(person)
     code = person.create_room("ada")
     wire = Wire(server.port, person.cookie_header())
@@ -345,11 +327,11 @@ FLOODS = {
 
 
 @pytest.mark.parametrize("kind", list(FLOODS))
-def test_a_flood_from_one_connection_is_cut_off(live, probe, closing, kind):
-    server = live()
+def test_a_flood_from_one_connection_is_cut_off(start_server, probe, closing, kind):
+    server = start_server()
     watch = probe(server)
     idle = watch.idle_p50()
-    flooder = Person(server.url)
+    flooder = LivePerson(server.url)
     closing(flooder)
     code = flooder.create_room("flooder")
     pid = server.pid
@@ -411,8 +393,8 @@ def polling_handshake(server: LiveServer, source: str) -> int:
 
 
 @pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
-def test_one_address_holds_at_most_its_share_of_sessions(live, closing, gunicorn):
-    server = live(gunicorn=gunicorn, CONNECTIONS_PER_ADDRESS=20)
+def test_one_address_holds_at_most_its_share_of_sessions(start_server, closing, gunicorn):
+    server = start_server(gunicorn=gunicorn, CONNECTIONS_PER_ADDRESS=20)
     statuses = [open_idle(server, "127.0.0.2", closing) for _ in range(20)]
     assert statuses == [101] * 20
     assert open_idle(server, "127.0.0.2", closing) == 429
@@ -423,9 +405,9 @@ def test_one_address_holds_at_most_its_share_of_sessions(live, closing, gunicorn
 
 
 @pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
-def test_sessions_that_never_join_chat_are_closed(live, closing, gunicorn):
-    server = live(gunicorn=gunicorn, CONNECT_TIMEOUT_SECONDS=1)
-    member = Person(server.url)
+def test_sessions_that_never_join_chat_are_closed(start_server, closing, gunicorn):
+    server = start_server(gunicorn=gunicorn, CONNECT_TIMEOUT_SECONDS=1)
+    member = LivePerson(server.url)
     closing(member)
     code = member.create_room("ada")
     idle = Wire(server.port)
@@ -444,8 +426,8 @@ def test_sessions_that_never_join_chat_are_closed(live, closing, gunicorn):
 
 
 @pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
-def test_slow_request_headers_are_dropped(live, closing, gunicorn):
-    server = live(gunicorn=gunicorn, HEADER_TIMEOUT_SECONDS=1)
+def test_slow_request_headers_are_dropped(start_server, closing, gunicorn):
+    server = start_server(gunicorn=gunicorn, HEADER_TIMEOUT_SECONDS=1)
     silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     trickle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     closing(silent)
@@ -466,10 +448,10 @@ def test_slow_request_headers_are_dropped(live, closing, gunicorn):
     assert server.health() == 200
 
 
-def test_a_loop_of_new_sessions_is_refused_past_its_rate(live, probe, closing):
+def test_a_loop_of_new_sessions_is_refused_past_its_rate(start_server, probe, closing):
     # Opening and closing sessions costs the server 0.7 ms each; one address
     # doing it in a loop held a core. Past HANDSHAKES_PER_MINUTE it is refused.
-    server = live(HANDSHAKES_PER_MINUTE=60)
+    server = start_server(HANDSHAKES_PER_MINUTE=60)
     watch = probe(server)  # two sessions, from 127.0.0.1 like the attacker
     idle = watch.idle_p50()
     pid = server.pid
@@ -495,9 +477,9 @@ def test_a_loop_of_new_sessions_is_refused_past_its_rate(live, probe, closing):
     watch.assert_nothing_lost()
 
 
-def test_connecting_again_and_again_on_one_session_closes_it(live, closing):
-    server = live()
-    person = Person(server.url)
+def test_connecting_again_and_again_on_one_session_closes_it(start_server, closing):
+    server = start_server()
+    person = LivePerson(server.url)
     closing(person)
     code = person.create_room("ada")
     wire = Wire(server.port, person.cookie_header())
@@ -509,8 +491,8 @@ def test_connecting_again_and_again_on_one_session_closes_it(live, closing):
     assert hung_up(wire.sock, 3)
 
 
-def test_a_long_polling_session_spends_its_budget_too(live, closing):
-    server = live()
+def test_a_long_polling_session_spends_its_budget_too(start_server, closing):
+    server = start_server()
     http = requests.Session()
     closing(http)
     base = server.url + "/socket.io/?EIO=4&transport=polling"
@@ -535,19 +517,19 @@ def open_file_limit(pid: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
-def test_the_server_raises_its_open_file_limit_to_the_hard_one(live, gunicorn):
-    server = live(gunicorn=gunicorn, open_files=(256, 4096))
+def test_the_server_raises_its_open_file_limit_to_the_hard_one(start_server, gunicorn):
+    server = start_server(gunicorn=gunicorn, open_files=(256, 4096))
     assert open_file_limit(server.pid) == (4096, 4096)
 
 
 @pytest.mark.parametrize("gunicorn", [False, True], ids=["python -m chatapp", "gunicorn"])
 def test_running_short_of_descriptors_answers_503_and_healthz_keeps_answering(
-    live, closing, gunicorn
+    start_server, closing, gunicorn
 ):
     # systemd's default is 1,024 open files; here the hard limit is 256, so
     # the server cannot raise it, and idle sessions from a few addresses
     # (each within its own cap) hold them.
-    server = live(gunicorn=gunicorn, open_files=(256, 256), CONNECT_TIMEOUT_SECONDS=60)
+    server = start_server(gunicorn=gunicorn, open_files=(256, 256), CONNECT_TIMEOUT_SECONDS=60)
     statuses: list[int] = []
     for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         for _ in range(100):
@@ -568,11 +550,11 @@ def test_running_short_of_descriptors_answers_503_and_healthz_keeps_answering(
 # -- logs --------------------------------------------------------------------------
 
 
-def test_refusals_grow_the_log_by_a_line_per_reason_and_address(live, closing):
+def test_refusals_grow_the_log_by_a_line_per_reason_and_address(start_server, closing):
     # Rate-limited and too-long sends as fast as the connection is let, and
     # again on a new connection each time it is closed.
-    server = live()
-    person = Person(server.url)
+    server = start_server()
+    person = LivePerson(server.url)
     closing(person)
     code = person.create_room("ada")
     too_long = frame('42/chat,1["send",{"text":"' + "x" * 2001 + '"}]')
@@ -605,16 +587,16 @@ def test_refusals_grow_the_log_by_a_line_per_reason_and_address(live, closing):
 # -- and the people the limits are not for -------------------------------------------
 
 
-def test_a_classroom_behind_one_nat_meets_no_limit(live, closing):
+def test_a_classroom_behind_one_nat_meets_no_limit(start_server, closing):
     # 30 people on one address, joining within a minute, two tabs each, each
     # tab reloaded once; everyone types and sends a few lines. Default settings.
-    server = live()
-    teacher = Person(server.url)
+    server = start_server()
+    teacher = LivePerson(server.url)
     closing(teacher)
     code = teacher.create_room("teacher")
     people = []
     for n in range(30):
-        person = Person(server.url)
+        person = LivePerson(server.url)
         closing(person)
         person.join(code, f"student {n}")
         people.append(person)
@@ -642,17 +624,17 @@ def test_a_classroom_behind_one_nat_meets_no_limit(live, closing):
 # -- rooms and memory ------------------------------------------------------------------
 
 
-def create_page(person: Person) -> requests.Response:
+def create_page(person: LivePerson) -> requests.Response:
     """Press "Create a room" as ``person``; return the answer."""
     return person.post_lobby("create", "mallory")
 
 
-def test_rooms_filled_with_history_cost_bounded_memory(live, closing):
+def test_rooms_filled_with_history_cost_bounded_memory(start_server, closing):
     # One address creates rooms until refused and fills each with lines of
     # 2,000 characters holding an emoji (Python keeps them at 4 bytes a
     # character). Creating and sending are let fast here: what is under test
     # is what the rooms keep (ROOMS_PER_ADDRESS, ROOM_HISTORY_BYTES).
-    server = live(
+    server = start_server(
         CREATES_PER_MINUTE=10**6,
         SEND_RATE=10**6,
         SEND_BURST=10**6,
@@ -664,7 +646,7 @@ def test_rooms_filled_with_history_cost_bounded_memory(live, closing):
     before = rss_kib(pid)
     rooms = []
     while True:
-        person = Person(server.url)
+        person = LivePerson(server.url)
         closing(person)
         answer = create_page(person)
         if answer.status_code != 303:
@@ -689,9 +671,9 @@ def test_rooms_filled_with_history_cost_bounded_memory(live, closing):
     assert joined["truncated"] and kept <= 65536
 
 
-def test_the_server_is_full_past_max_rooms(live, closing):
-    server = live(MAX_ROOMS=3)
-    people = [Person(server.url) for _ in range(4)]
+def test_the_server_is_full_past_max_rooms(start_server, closing):
+    server = start_server(MAX_ROOMS=3)
+    people = [LivePerson(server.url) for _ in range(4)]
     for person in people:
         closing(person)
     statuses = [create_page(person).status_code for person in people[:3]]
@@ -700,15 +682,15 @@ def test_the_server_is_full_past_max_rooms(live, closing):
     assert "the server is full" in answer.text
 
 
-def test_a_room_whose_members_never_connected_expires(live, closing):
+def test_a_room_whose_members_never_connected_expires(start_server, closing):
     # Form joins that never connect no longer keep an empty room alive.
-    server = live(ROOM_IDLE_TTL=2)
-    creator = Person(server.url)
+    server = start_server(ROOM_IDLE_TTL=2)
+    creator = LivePerson(server.url)
     closing(creator)
     code = creator.create_room("ada")
     started = time.monotonic()
     for n in range(20):
-        person = Person(server.url)
+        person = LivePerson(server.url)
         closing(person)
         answer = person.post_lobby("join", f"guest {n}", code)
         if answer.status_code == 400:
@@ -721,11 +703,11 @@ def test_a_room_whose_members_never_connected_expires(live, closing):
     assert time.monotonic() - started < 3.5
 
 
-def test_one_address_cannot_fill_a_room_or_flood_it_with_notices(live, closing):
+def test_one_address_cannot_fill_a_room_or_flood_it_with_notices(start_server, closing):
     # Join, connect, leave, again and again: JOINS_PER_MINUTE stops it, and
     # the line a member wrote before is still in the room's history.
-    server = live()
-    ada = Person(server.url)
+    server = start_server()
+    ada = LivePerson(server.url)
     closing(ada)
     code = ada.create_room("ada")
     tab = ada.socket({"room": code})
@@ -733,7 +715,7 @@ def test_one_address_cannot_fill_a_room_or_flood_it_with_notices(live, closing):
     statuses = []
     started = time.monotonic()
     for n in range(70):
-        person = Person(server.url)
+        person = LivePerson(server.url)
         closing(person)
         answer = person.post_lobby("join", f"bot {n}", code)
         statuses.append(answer.status_code)
@@ -774,9 +756,9 @@ UNLIMITED = {
 }
 
 
-def test_handshake_flood_that_never_joins(live, closing):
+def test_handshake_flood_that_never_joins(start_server, closing):
     # As many idle sessions as three addresses may hold (CONNECTIONS_PER_ADDRESS).
-    server = live(**UNLIMITED)
+    server = start_server(**UNLIMITED)
     code, _, (ada, bob) = chat_room(server, closing)
     for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         for _ in range(100):
@@ -786,13 +768,13 @@ def test_handshake_flood_that_never_joins(live, closing):
     assert time.monotonic() - started < 1.0
     bob.read_until(lambda: bob.received("message"))
     assert server.health() == 200
-    newcomer = Person(server.url)
+    newcomer = LivePerson(server.url)
     closing(newcomer)
     newcomer.join(code, "cy")
 
 
-def test_slowloris_does_not_starve_the_production_server(live, closing):
-    server = live(**UNLIMITED)
+def test_slowloris_does_not_starve_the_production_server(start_server, closing):
+    server = start_server(**UNLIMITED)
     slow = []
     for _ in range(300):
         conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
@@ -808,8 +790,8 @@ def test_slowloris_does_not_starve_the_production_server(live, closing):
     assert time.monotonic() - started < 5
 
 
-def test_silent_member_leaves_within_ping_timeout_plus_grace(live, closing):
-    server = live(**UNLIMITED, SOCKETIO_PING_INTERVAL=1, SOCKETIO_PING_TIMEOUT=1)
+def test_silent_member_leaves_within_ping_timeout_plus_grace(start_server, closing):
+    server = start_server(**UNLIMITED, SOCKETIO_PING_INTERVAL=1, SOCKETIO_PING_TIMEOUT=1)
     code, _, (ada, bob) = chat_room(server, closing)
     ada.read_for(0.2)
     bob.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -823,8 +805,8 @@ def test_silent_member_leaves_within_ping_timeout_plus_grace(live, closing):
     assert ada.call("send", {"text": "after bob"})["ok"]
 
 
-def test_a_slow_consumer_does_not_stall_the_room(live, closing):
-    server = live(**UNLIMITED, MESSAGE_MAX_LENGTH=2000)
+def test_a_slow_consumer_does_not_stall_the_room(start_server, closing):
+    server = start_server(**UNLIMITED, MESSAGE_MAX_LENGTH=2000)
     code, _, (ada, bob, slow) = chat_room(server, closing, names=("ada", "bob", "slow"))
     slow.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     text = "z" * 1990
@@ -843,12 +825,12 @@ def test_a_slow_consumer_does_not_stall_the_room(live, closing):
     assert server.health() == 200
 
 
-def test_a_member_that_never_reads_costs_bounded_memory_then_is_cut_off(live, closing):
+def test_a_member_that_never_reads_costs_bounded_memory_then_is_cut_off(start_server, closing):
     # 47 MB of lines go to a room where "slow" reads nothing. The server holds
     # at most MAX_PENDING_BYTES (8 MiB) for it beyond what the kernel buffers,
     # then closes its connection; everyone else gets every line. (A short
     # history, so that the room's own memory stays out of the figure.)
-    server = live(
+    server = start_server(
         **UNLIMITED, MESSAGE_MAX_LENGTH=60000, MAX_FRAME_BYTES=65536, ROOM_HISTORY_LIMIT=10
     )
     code, _, (ada, bob, slow) = chat_room(server, closing, names=("ada", "bob", "slow"))

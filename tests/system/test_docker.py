@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.liveserver import free_port
-from tests.support.liveserver import Person
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
@@ -237,15 +238,6 @@ def container(image: str, measurements: Measurements) -> Iterator[Container]:
         docker("volume", "rm", "--force", box.volume, check=False)
 
 
-@pytest.fixture
-def people(container: Container) -> Iterator[list[Person]]:
-    """Two browsers on the container; their sockets closed at teardown."""
-    made = [Person(container.url), Person(container.url)]
-    yield made
-    for person in made:
-        person.close()
-
-
 def test_runs_as_non_root_and_keeps_its_key_in_the_volume(container: Container) -> None:
     uid = docker("exec", container.name, "id", "-u").stdout.strip()
     assert uid.isdigit() and int(uid) != 0, uid
@@ -271,11 +263,11 @@ def test_serves_the_pinned_socketio_client(container: Container) -> None:
 
 def test_two_people_chat_through_the_container(
     container: Container,
-    people: list[Person],
+    live_people: Callable[[Container], LivePerson],
     measurements: Measurements,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ada, bob = people
+    ada, bob = live_people(container), live_people(container)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     ada_tab = ada.socket()

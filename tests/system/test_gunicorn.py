@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.liveserver import free_port
-from tests.support.liveserver import Person
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import REPO_ROOT
 from tests.support.liveserver import TEST_SECRET_KEY
 from tests.support.liveserver import wait_for
@@ -40,7 +40,7 @@ def gunicorn(tmp_path: Path):
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
-    person = Person(url)
+    person = LivePerson(url)
 
     def healthy() -> bool:
         try:
@@ -58,7 +58,7 @@ def gunicorn(tmp_path: Path):
 
 def test_gunicorn_worker_serves_chat_and_stops_politely(gunicorn):
     process, url = gunicorn
-    ada, bob = Person(url), Person(url)
+    ada, bob = LivePerson(url), LivePerson(url)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     a = ada.socket({"room": code})

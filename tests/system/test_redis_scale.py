@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 from tests.support.nginxproc import NginxProcess
 from tests.support.rawsocket import RawSocket
@@ -88,7 +88,7 @@ def test_members_on_two_processes_chat_in_order(servers, live_people):
 def test_tabs_on_two_processes_are_one_member(servers, live_people, redis_proc):
     ada = live_people(servers[0])
     code = ada.create_room("ada")
-    ada_elsewhere = Person(servers[1].url)
+    ada_elsewhere = LivePerson(servers[1].url)
     ada_elsewhere.http.cookies = ada.http.cookies  # the same browser, another process
     watcher_person = live_people(servers[0])
     watcher_person.join(code, "watcher")
@@ -198,7 +198,7 @@ def test_sigterm_sends_clients_elsewhere_with_nothing_lost(servers, live_people)
     servers[1].process.send_signal(signal.SIGTERM)  # bob's process shuts down
     wait_for(lambda: b.disconnects, timeout=5)
     seen = b.last_id()
-    elsewhere = Person(servers[0].url)
+    elsewhere = LivePerson(servers[0].url)
     elsewhere.http.cookies = bob.http.cookies  # the same browser, reconnecting
     back = elsewhere.socket({"room": code, "last_id": seen})
     time.sleep(0.3)
@@ -320,14 +320,10 @@ def ids_seen(sock):
     return [m["id"] for m in joined["history"]] + [m["id"] for m in sock.received("message")]
 
 
-def test_kill_9_in_a_loop_while_members_send(redis_proc, tmp_path, closing):
-    steady = LiveServer({**LIMITS_LIFTED, "STORE": redis_proc.url}, tmp_path / "steady").start()
-    victim = LiveServer({**LIMITS_LIFTED, "STORE": redis_proc.url}, tmp_path / "victim").start()
-    closing(steady)
-    closing(victim)
-    ada, bob = Person(steady.url), Person(victim.url)
-    closing(ada)
-    closing(bob)
+def test_kill_9_in_a_loop_while_members_send(redis_proc, start_server, live_people, closing):
+    steady = start_server(**LIMITS_LIFTED, STORE=redis_proc.url)
+    victim = start_server(**LIMITS_LIFTED, STORE=redis_proc.url)
+    ada, bob = live_people(steady), live_people(victim)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     a = raw_connect(steady, ada, code, closing=closing)
@@ -368,14 +364,12 @@ def test_kill_9_in_a_loop_while_members_send(redis_proc, tmp_path, closing):
         assert "Traceback" not in log, server.log_tail()
 
 
-def test_reconnect_storm_after_a_restart_converges(redis_proc, tmp_path, closing):
-    server = LiveServer({**LIMITS_LIFTED, "STORE": redis_proc.url}, tmp_path / "app").start()
-    closing(server)
+def test_reconnect_storm_after_a_restart_converges(redis_proc, start_server, live_people, closing):
+    server = start_server(**LIMITS_LIFTED, STORE=redis_proc.url)
     people, sockets = [], []
     code = None
     for i in range(30):
-        person = Person(server.url)
-        closing(person)
+        person = live_people(server)
         if code is None:
             code = person.create_room(f"p{i}")
         else:
@@ -420,12 +414,9 @@ def test_reconnect_storm_after_a_restart_converges(redis_proc, tmp_path, closing
     )
 
 
-def test_redis_restart_with_members_sending(redis_proc, tmp_path, closing):
-    server = LiveServer({**LIMITS_LIFTED, "STORE": redis_proc.url}, tmp_path / "app").start()
-    closing(server)
-    ada, bob = Person(server.url), Person(server.url)
-    closing(ada)
-    closing(bob)
+def test_redis_restart_with_members_sending(redis_proc, start_server, live_people, closing):
+    server = start_server(**LIMITS_LIFTED, STORE=redis_proc.url)
+    ada, bob = live_people(server), live_people(server)
     code = ada.create_room("ada")
     bob.join(code, "bob")
     a = raw_connect(server, ada, code, closing=closing)

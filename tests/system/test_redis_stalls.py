@@ -44,7 +44,7 @@ def stall(redis_proc, seconds: float) -> threading.Thread:
 
 
 @pytest.fixture
-def room(redis_proc):
+def own_redis_store(redis_proc):
     """A RedisStore on a Redis of this test's own, with ada connected in ABCD."""
     store = RedisStore(redis_proc.url, LIMITS)
     now = time.time()
@@ -54,21 +54,21 @@ def room(redis_proc):
     store.client.close()
 
 
-def test_a_line_sent_into_a_stall_is_not_recorded_when_redis_wakes(redis_proc, room):
+def test_a_line_sent_into_a_stall_is_not_recorded_when_redis_wakes(redis_proc, own_redis_store):
     resumed = stall(redis_proc, 1.5)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
-        room.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
+        own_redis_store.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
     assert time.monotonic() - started < 1.5  # answered before Redis came back
     resumed.join()
     time.sleep(0.2)  # Redis runs what it had queued
-    assert room.latest_ids(["ABCD"]) == [1]  # the join notice only
-    resend = room.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
+    assert own_redis_store.latest_ids(["ABCD"]) == [1]  # the join notice only
+    resend = own_redis_store.append("ABCD", "ada", "into the stall", None, "ts", 5, 10, time.time())
     assert resend.message_id == 2
-    assert [m.text for m in room.messages("ABCD", 0, 10)] == ["", "into the stall"]
+    assert [m.text for m in own_redis_store.messages("ABCD", 0, 10)] == ["", "into the stall"]
 
 
-def test_a_line_queued_behind_one_in_the_stall_is_not_recorded_either(redis_proc, room):
+def test_a_line_queued_behind_one_in_the_stall_is_not_recorded_either(redis_proc, own_redis_store):
     # The second line waits for the first one's round trip, then goes itself.
     resumed = stall(redis_proc, 2.6)
     answers: dict[str, tuple[type, float]] = {}
@@ -76,7 +76,7 @@ def test_a_line_queued_behind_one_in_the_stall_is_not_recorded_either(redis_proc
     def send(text: str) -> None:
         started = time.monotonic()
         try:
-            room.append("ABCD", "ada", text, None, "ts", 5, 10, time.time())
+            own_redis_store.append("ABCD", "ada", text, None, "ts", 5, 10, time.time())
             answers[text] = (type(None), time.monotonic() - started)
         except StoreUnavailable:
             answers[text] = (StoreUnavailable, time.monotonic() - started)
@@ -93,30 +93,34 @@ def test_a_line_queued_behind_one_in_the_stall_is_not_recorded_either(redis_proc
         assert outcome is StoreUnavailable and seconds < 2.0, (text, answers)
     resumed.join()
     time.sleep(0.2)  # Redis runs what it had queued
-    assert room.latest_ids(["ABCD"]) == [1]  # the join notice only
+    assert own_redis_store.latest_ids(["ABCD"]) == [1]  # the join notice only
 
 
-def test_a_connect_into_a_stall_records_no_join(redis_proc, room):
+def test_a_connect_into_a_stall_records_no_join(redis_proc, own_redis_store):
     now = time.time()
-    room.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
+    own_redis_store.add_member("ABCD", NewMember("bob", "bob", ("bob",), now + 60), now)
     resumed = stall(redis_proc, 1.5)
     with pytest.raises(StoreUnavailable):
-        room.connect("ABCD", "bob", "c2", None, 50, "ts", time.time(), time.time() + 30)
+        own_redis_store.connect("ABCD", "bob", "c2", None, 50, "ts", time.time(), time.time() + 30)
     resumed.join()
     time.sleep(0.2)
-    assert [m.kind for m in room.messages("ABCD", 0, 10)] == ["join"]  # ada's only
-    assert room.expired_connections(time.time() + 31) == [("ABCD", "ada", "c1")]
+    assert [m.kind for m in own_redis_store.messages("ABCD", 0, 10)] == ["join"]  # ada's only
+    assert own_redis_store.expired_connections(time.time() + 31) == [("ABCD", "ada", "c1")]
 
 
-def test_a_slow_redis_below_the_deadline_records_as_usual(redis_proc, room):
+def test_a_slow_redis_below_the_deadline_records_as_usual(redis_proc, own_redis_store):
     resumed = stall(redis_proc, 0.2)
-    appended = room.append("ABCD", "ada", "a little late", None, "ts", 5, 10, time.time())
+    appended = own_redis_store.append(
+        "ABCD", "ada", "a little late", None, "ts", 5, 10, time.time()
+    )
     resumed.join()
     assert appended.message_id == 2
 
 
 @pytest.mark.parametrize("skew", [-120.0, 120.0])
-def test_the_deadline_is_on_redis_clock_whatever_ours_says(monkeypatch, redis_proc, room, skew):
+def test_the_deadline_is_on_redis_clock_whatever_ours_says(
+    monkeypatch, redis_proc, own_redis_store, skew
+):
     # This host's clock is two minutes off from Redis's: lines still go through.
     real = time.time
     monkeypatch.setattr("chatapp.stores.redis.time.time", lambda: real() + skew)
@@ -128,11 +132,13 @@ def test_the_deadline_is_on_redis_clock_whatever_ours_says(monkeypatch, redis_pr
         fresh.client.close()
 
 
-def test_calls_made_while_the_clock_is_checked_keep_the_offset_they_have(redis_proc, room):
+def test_calls_made_while_the_clock_is_checked_keep_the_offset_they_have(
+    redis_proc, own_redis_store
+):
     # Under load, every caller of a busy second used to ask Redis for the time.
-    clock = RedisClock(room.client)
+    clock = RedisClock(own_redis_store.client)
     clock.deadline()
-    before = room.client.info("commandstats")["cmdstat_time"]["calls"]
+    before = own_redis_store.client.info("commandstats")["cmdstat_time"]["calls"]
     clock._next_check = 0.0  # the offset is due for a check
     resumed = stall(redis_proc, 0.3)  # and the check takes a while
     deadlines: list[str] = []
@@ -145,7 +151,7 @@ def test_calls_made_while_the_clock_is_checked_keep_the_offset_they_have(redis_p
         thread.join(5)
     resumed.join()
     assert len(deadlines) == 20
-    assert room.client.info("commandstats")["cmdstat_time"]["calls"] - before == 1
+    assert own_redis_store.client.info("commandstats")["cmdstat_time"]["calls"] - before == 1
 
 
 @pytest.mark.server

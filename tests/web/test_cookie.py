@@ -14,16 +14,6 @@ from tests.support.cookies import signer
 from tests.support.socket_events import events
 
 
-@pytest.fixture
-def room(people):
-    """ada created a room and connected; bob joined it."""
-    ada, bob = people(), people()
-    code = ada.create_room("ada")
-    bob.join(code, "bob")
-    ada.socket(room=code)
-    return code, ada, bob
-
-
 def set_session(client, value):
     client.set_cookie("session", value)
 
@@ -144,6 +134,7 @@ def test_cookie_signed_with_a_rotated_out_key_still_counts(app, room):
 
 def test_replay_after_leaving_is_refused_everywhere(app, room, socketio_client, refusals):
     code, ada, bob = room
+    ada.socket(room=code)
     bob.socket(room=code)
     old = bob.client.get_cookie("session").value
     assert bob.client.post(f"/room/{code}/leave").status_code == 303

@@ -10,7 +10,6 @@ import flask_wtf.csrf
 import pytest
 from flask import template_rendered
 
-from chatapp import create_app
 from chatapp.web.memberships import MAX_MEMBERSHIPS
 
 
@@ -71,12 +70,6 @@ def test_join_redirects_and_code_is_case_insensitive(app, client):
     assert response.status_code == 303
     assert response.headers["Location"] == f"/room/{code}"
     assert client.get(f"/room/{code.lower()}").status_code == 200
-
-
-@pytest.fixture
-def code(app):
-    response = post(app.test_client(), name="ada", create="")
-    return response.headers["Location"][-4:]
 
 
 @pytest.mark.parametrize(
@@ -467,49 +460,49 @@ def test_not_found_page(client):
 # -- CSRF, with protection on --------------------------------------------------
 
 
-@pytest.fixture
-def csrf_app(tmp_path):
-    return create_app("config.TestingConfig", {"WTF_CSRF_ENABLED": True})
-
-
 def csrf_token(client):
     html = client.get("/").data.decode()
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
 
 
-def test_csrf_missing_token_is_400(csrf_app):
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_csrf_missing_token_is_400(app):
+    client = app.test_client()
     client.get("/")
     response = client.post("/", data={"name": "ada", "create": ""})
     assert response.status_code == 400
     assert b"This form expired" in response.data
 
 
-def test_csrf_wrong_token_is_400(csrf_app):
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_csrf_wrong_token_is_400(app):
+    client = app.test_client()
     csrf_token(client)
     response = client.post("/", data={"name": "ada", "create": "", "csrf_token": "forged"})
     assert response.status_code == 400
 
 
-def test_csrf_token_of_another_session_is_400(csrf_app):
-    token = csrf_token(csrf_app.test_client())
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_csrf_token_of_another_session_is_400(app):
+    token = csrf_token(app.test_client())
+    client = app.test_client()
     client.get("/")
     response = client.post("/", data={"name": "ada", "create": "", "csrf_token": token})
     assert response.status_code == 400
 
 
-def test_csrf_valid_token_creates(csrf_app):
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_csrf_valid_token_creates(app):
+    client = app.test_client()
     response = client.post(
         "/", data={"name": "ada", "create": "", "csrf_token": csrf_token(client)}
     )
     assert response.status_code == 303
 
 
-def test_csrf_protects_leave(csrf_app):
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_csrf_protects_leave(app):
+    client = app.test_client()
     token = csrf_token(client)
     code = client.post("/", data={"name": "ada", "create": "", "csrf_token": token})
     code = code.headers["Location"][-4:]

@@ -22,15 +22,23 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from werkzeug.datastructures import MultiDict
 
-from chatapp import create_app
-
 FUZZ = settings(
     max_examples=150,
     deadline=None,
     derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
+    # One app for a test's examples: each example uses names of its own.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 NAME_MAX = 32
+
+# The per-address limits and MAX_ROOMS out of the way of the many examples.
+pytestmark = pytest.mark.settings(
+    CREATES_PER_MINUTE=10**9,
+    JOIN_FAILURES_PER_MINUTE=10**9,
+    JOINS_PER_MINUTE=10**9,
+    ROOMS_PER_ADDRESS=10**9,
+    MAX_ROOMS=10**9,
+)
 
 # Unicode's White_Space property (what "white space" means in PROTOCOL.md).
 WHITE_SPACE = frozenset(
@@ -69,21 +77,6 @@ def expected_name(raw: str) -> str:
     if any(unicodedata.category(c) in ("Cf", "Cs", "Cn", "Co") for c in name):
         return EITHER
     return name
-
-
-@pytest.fixture(scope="module")
-def lobby_app():
-    """One app for many examples; the per-address limits and MAX_ROOMS out of the way."""
-    return create_app(
-        "config.TestingConfig",
-        {
-            "CREATES_PER_MINUTE": 10**9,
-            "JOIN_FAILURES_PER_MINUTE": 10**9,
-            "JOINS_PER_MINUTE": 10**9,
-            "ROOMS_PER_ADDRESS": 10**9,
-            "MAX_ROOMS": 10**9,
-        },
-    )
 
 
 def session_rooms(app, client):
@@ -151,17 +144,17 @@ NAMES = st.one_of(
 @example(raw="  ada \t\n  lovelace  ")
 @example(raw="ada\u202eevil")
 @example(raw="ada\x00")
-def test_create_name_property(lobby_app, raw):
-    client, response, before = create(lobby_app, raw)
+def test_create_name_property(app, raw):
+    client, response, before = create(app, raw)
     want = expected_name(raw)
     assert response.status_code in (303, 400), response.status_code
     if response.status_code == 400:
         assert want in (REFUSED, EITHER), (raw, want)
-        assert room_count(lobby_app) == before  # nothing recorded
-        assert session_rooms(lobby_app, client) == []
+        assert room_count(app) == before  # nothing recorded
+        assert session_rooms(app, client) == []
         return
     assert want != REFUSED, (raw, "accepted")
-    (code, _member, name) = session_rooms(lobby_app, client)[-1]
+    (code, _member, name) = session_rooms(app, client)[-1]
     assert response.headers["Location"] == f"/room/{code}"
     if want is not EITHER:
         assert name == want
@@ -173,14 +166,6 @@ def test_create_name_property(lobby_app, raw):
     assert page.status_code == 200
     if "<" in name:
         assert str(escape(name)).encode() in page.data  # shown, escaped
-
-
-@pytest.fixture(scope="module")
-def lobby_room(lobby_app):
-    """A room created by ``ada`` in the module's app; return its code."""
-    client, response, _ = create(lobby_app, "ada")
-    assert response.status_code == 303
-    return response.headers["Location"].rsplit("/", 1)[1]
 
 
 def code_variants(code):
@@ -207,22 +192,22 @@ def code_variants(code):
 
 @FUZZ
 @given(data=st.data())
-def test_join_code_property(lobby_app, lobby_room, data):
-    raw = data.draw(st.one_of(code_variants(lobby_room), st.text(max_size=8)), label="code")
-    client = lobby_app.test_client()
+def test_join_code_property(app, code, data):
+    raw = data.draw(st.one_of(code_variants(code), st.text(max_size=8)), label="code")
+    client = app.test_client()
     name = f"joiner{next(_unique)}"
     response = client.post("/", data={"name": name, "code": raw, "join": ""})
     assert response.status_code in (303, 400), response.status_code
     ascii_trim = raw.strip(" \t\n\r\x0b\x0c")
     if response.status_code == 303:
-        assert response.headers["Location"] == f"/room/{lobby_room}"
+        assert response.headers["Location"] == f"/room/{code}"
         assert raw.isascii(), ("a non-ASCII code joined a room", raw)
-        assert ascii_trim.upper() == lobby_room
-        assert session_rooms(lobby_app, client)[-1][0] == lobby_room
+        assert ascii_trim.upper() == code
+        assert session_rooms(app, client)[-1][0] == code
     else:
-        assert session_rooms(lobby_app, client) == []
+        assert session_rooms(app, client) == []
         if raw.isascii() and not any(c in PY_ONLY_SPACE for c in raw):
-            assert ascii_trim.upper() != lobby_room, raw
+            assert ascii_trim.upper() != code, raw
 
 
 @FUZZ
@@ -232,17 +217,17 @@ def test_join_code_property(lobby_app, lobby_room, data):
     ),
     extra=st.lists(st.sampled_from(["csrf_token", "x", "submit", "name[]", "Name"]), max_size=3),
 )
-def test_buttons_and_fields_property(lobby_app, lobby_room, counts, extra):
+def test_buttons_and_fields_property(app, code, counts, extra):
     form = MultiDict()
     name = f"p{next(_unique)}"
     for field, count in counts.items():
-        value = {"name": name, "code": lobby_room}.get(field, "")
+        value = {"name": name, "code": code}.get(field, "")
         for _ in range(count):
             form.add(field, value)
     for field in extra:
         form.add(field, "junk")
-    client = lobby_app.test_client()
-    before = room_count(lobby_app)
+    client = app.test_client()
+    before = room_count(app)
     response = client.post("/", data=form)
     assert response.status_code in (303, 400), response.status_code
     buttons = [b for b in ("create", "join") if counts[b]]
@@ -254,7 +239,7 @@ def test_buttons_and_fields_property(lobby_app, lobby_room, counts, extra):
     )
     if not valid:
         assert response.status_code == 400, dict(form.lists())
-        assert room_count(lobby_app) == before and session_rooms(lobby_app, client) == []
+        assert room_count(app) == before and session_rooms(app, client) == []
     elif not duplicated_button:
         assert response.status_code == 303, (dict(form.lists()), response.data[-500:])
 
@@ -265,9 +250,9 @@ def test_buttons_and_fields_property(lobby_app, lobby_room, counts, extra):
 @example(junk=b"\xed\xa0\x80", raw_bytes=False, multipart=False)  # an encoded surrogate
 @example(junk=b"\xc0\xaf", raw_bytes=True, multipart=True)  # overlong '/'
 @example(junk=b"ada\x00", raw_bytes=False, multipart=True)
-def test_invalid_utf8_in_the_body(lobby_app, junk, raw_bytes, multipart):
-    client = lobby_app.test_client()
-    before = room_count(lobby_app)
+def test_invalid_utf8_in_the_body(app, junk, raw_bytes, multipart):
+    client = app.test_client()
+    before = room_count(app)
     if multipart:
         boundary = b"b0undary"
         body = b"".join(
@@ -287,17 +272,17 @@ def test_invalid_utf8_in_the_body(lobby_app, junk, raw_bytes, multipart):
     sent = urllib.parse.unquote_to_bytes(junk) if raw_bytes and not multipart else junk
     if not (is_utf8(junk) and is_utf8(sent)):
         assert response.status_code == 400, response.status_code
-        assert room_count(lobby_app) == before and session_rooms(lobby_app, client) == []
+        assert room_count(app) == before and session_rooms(app, client) == []
         if not multipart:  # an urlencoded body is refused as a whole
             assert b"not sent as UTF-8" in response.data
         return
     assert response.status_code in (303, 400), response.status_code
     if response.status_code == 303:
-        (_code, _member, name) = session_rooms(lobby_app, client)[-1]
+        (_code, _member, name) = session_rooms(app, client)[-1]
         assert expected_name(name) in (name, EITHER)
         assert not any(0xD800 <= ord(c) <= 0xDFFF for c in name)
     else:
-        assert room_count(lobby_app) == before
+        assert room_count(app) == before
 
 
 def is_utf8(raw: bytes) -> bool:
@@ -320,10 +305,10 @@ def is_utf8(raw: bytes) -> bool:
         ("😀" * 32, "😀" * 32),
     ],
 )
-def test_name_boundaries_accepted(lobby_app, raw, stored):
-    client, response, _ = create(lobby_app, raw)
+def test_name_boundaries_accepted(app, raw, stored):
+    client, response, _ = create(app, raw)
     assert response.status_code == 303
-    assert session_rooms(lobby_app, client)[-1][2] == stored
+    assert session_rooms(app, client)[-1][2] == stored
 
 
 @pytest.mark.parametrize(
@@ -341,17 +326,15 @@ def test_name_boundaries_accepted(lobby_app, raw, stored):
         "a\x7fb",
     ],
 )
-def test_name_refusals(lobby_app, raw):
-    client, response, before = create(lobby_app, raw)
+def test_name_refusals(app, raw):
+    client, response, before = create(app, raw)
     assert response.status_code == 400
-    assert room_count(lobby_app) == before and session_rooms(lobby_app, client) == []
+    assert room_count(app) == before and session_rooms(app, client) == []
 
 
 @pytest.mark.parametrize("name", ["ADA", "Ada", "ａｄａ", "\u0430da", "ＡＤＡ", "𝔞𝔡𝔞", " ada "])
-def test_confusable_and_case_folded_names_cannot_join(lobby_app, lobby_room, name):
-    response = lobby_app.test_client().post(
-        "/", data={"name": name, "code": lobby_room, "join": ""}
-    )
+def test_confusable_and_case_folded_names_cannot_join(app, code, name):
+    response = app.test_client().post("/", data={"name": name, "code": code, "join": ""})
     assert response.status_code == 400
     assert b"looks like it" in response.data
 
@@ -359,17 +342,17 @@ def test_confusable_and_case_folded_names_cannot_join(lobby_app, lobby_room, nam
 # -- sizes and methods -----------------------------------------------------------
 
 
-def test_oversized_body_is_413(lobby_app):
-    client = lobby_app.test_client()
-    before = room_count(lobby_app)
+def test_oversized_body_is_413(app):
+    client = app.test_client()
+    before = room_count(app)
     response = client.post("/", data={"name": "ada", "create": "", "pad": "x" * 17_000})
     assert response.status_code == 413
-    assert room_count(lobby_app) == before
+    assert room_count(app) == before
 
 
-def test_oversized_body_without_content_length_is_413(lobby_app):
+def test_oversized_body_without_content_length_is_413(app):
     body = b"name=ada&create=&pad=" + b"x" * 40_000
-    response = lobby_app.test_client().post(
+    response = app.test_client().post(
         "/",
         input_stream=io.BytesIO(body),
         content_type="application/x-www-form-urlencoded",
@@ -378,37 +361,37 @@ def test_oversized_body_without_content_length_is_413(lobby_app):
     assert response.status_code == 413
 
 
-def test_too_many_multipart_parts_is_413(lobby_app):
+def test_too_many_multipart_parts_is_413(app):
     form = {"name": "ada", "create": ""}
     form.update({f"f{i}": "x" for i in range(30)})
-    before = room_count(lobby_app)
-    response = lobby_app.test_client().post("/", data=form, content_type="multipart/form-data")
+    before = room_count(app)
+    response = app.test_client().post("/", data=form, content_type="multipart/form-data")
     assert response.status_code == 413
-    assert room_count(lobby_app) == before
+    assert room_count(app) == before
 
 
-def test_too_many_urlencoded_parts_is_413(lobby_app):
+def test_too_many_urlencoded_parts_is_413(app):
     body = "name=ada&create=&" + "&".join(f"f{i}=" for i in range(2000))
     assert len(body) < 16 * 1024
-    before = room_count(lobby_app)
-    response = lobby_app.test_client().post(
+    before = room_count(app)
+    response = app.test_client().post(
         "/", data=body, content_type="application/x-www-form-urlencoded"
     )
     assert response.status_code == 413
-    assert room_count(lobby_app) == before
+    assert room_count(app) == before
 
 
 @pytest.mark.parametrize(
     "content_type",
     ["application/json", "text/plain", "application/octet-stream", "multipart/form-data"],
 )
-def test_bodies_that_are_not_forms_are_400(lobby_app, content_type):
-    before = room_count(lobby_app)
-    response = lobby_app.test_client().post(
+def test_bodies_that_are_not_forms_are_400(app, content_type):
+    before = room_count(app)
+    response = app.test_client().post(
         "/", data=b'{"name": "ada", "create": ""}', content_type=content_type
     )
     assert response.status_code == 400
-    assert room_count(lobby_app) == before
+    assert room_count(app) == before
 
 
 @pytest.mark.parametrize(
@@ -424,12 +407,12 @@ def test_bodies_that_are_not_forms_are_400(lobby_app, content_type):
         ("POST", "/healthz"),
     ],
 )
-def test_wrong_methods_are_405(lobby_app, method, path):
-    response = lobby_app.test_client().open(path, method=method)
+def test_wrong_methods_are_405(app, method, path):
+    response = app.test_client().open(path, method=method)
     assert response.status_code == 405
 
 
-def test_405_names_the_allowed_methods(lobby_app):
-    response = lobby_app.test_client().put("/")
+def test_405_names_the_allowed_methods(app):
+    response = app.test_client().put("/")
     assert response.status_code == 405
     assert set(response.headers.get("Allow", "").replace(" ", "").split(",")) >= {"GET", "POST"}

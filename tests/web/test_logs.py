@@ -11,8 +11,8 @@ import requests
 
 from chatapp.sockets import CHAT_NAMESPACE
 from tests.support.cookies import readable
+from tests.support.liveserver import LivePerson
 from tests.support.liveserver import LiveServer
-from tests.support.liveserver import Person
 from tests.support.liveserver import wait_for
 from tests.support.rawsocket import RawSocket
 
@@ -57,7 +57,7 @@ def test_log_holds_refusals_with_address_and_never_secrets(tmp_path):
     people = []
     sockets = []
     try:
-        ada, bob, eve = Person(server.url), Person(server.url), Person(server.url)
+        ada, bob, eve = LivePerson(server.url), LivePerson(server.url), LivePerson(server.url)
         people += [ada, bob, eve]
         code = ada.create_room("ada")
         bob.join(code, "bob")

@@ -27,13 +27,9 @@ def assert_security_headers(response_headers, where):
     assert response_headers.get("Referrer-Policy") in ("same-origin", "no-referrer"), where
 
 
-@pytest.fixture
-def csrf_app():
-    return create_app("config.TestingConfig", {"WTF_CSRF_ENABLED": True, "CREATES_PER_MINUTE": 1})
-
-
-def test_security_headers_on_every_html_response(csrf_app):
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True, CREATES_PER_MINUTE=1)
+def test_security_headers_on_every_html_response(app):
+    client = app.test_client()
     lobby = client.get("/")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', lobby.text).group(1)
     created = client.post("/", data={"name": "ada", "create": "", "csrf_token": token})
@@ -42,14 +38,14 @@ def test_security_headers_on_every_html_response(csrf_app):
         "lobby": lobby,
         "invite": client.get("/?code=%22%3E%3Cscript%3E"),
         "room": client.get(f"/room/{code}"),
-        "stranger": csrf_app.test_client().get(f"/room/{code}"),
+        "stranger": app.test_client().get(f"/room/{code}"),
         "400 form": client.post("/", data={"name": "", "create": "", "csrf_token": token}),
         "400 csrf": client.post("/", data={"name": "ada", "create": ""}),
         "429": client.post("/", data={"name": "bob", "create": "", "csrf_token": token}),
         "404": client.get("/nowhere"),
         "405": client.put("/"),
         "413": client.post("/", data={"name": "x" * 20_000, "create": "", "csrf_token": token}),
-        "qr 404": csrf_app.test_client().get(f"/room/{code}/qr.svg"),
+        "qr 404": app.test_client().get(f"/room/{code}/qr.svg"),
         "created": created,
         "healthz": client.get("/healthz"),
     }
@@ -62,8 +58,9 @@ def test_security_headers_on_every_html_response(csrf_app):
             assert response.headers["Content-Type"] == "text/html; charset=utf-8", where
 
 
-def test_room_page_is_not_cached_by_shared_caches(csrf_app):
-    client = csrf_app.test_client()
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
+def test_room_page_is_not_cached_by_shared_caches(app):
+    client = app.test_client()
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get("/").text)
     created = client.post("/", data={"name": "ada", "create": "", "csrf_token": token.group(1)})
     room = client.get(created.headers["Location"])
@@ -73,10 +70,11 @@ def test_room_page_is_not_cached_by_shared_caches(csrf_app):
 # -- the Host header ---------------------------------------------------------------
 
 
+@pytest.mark.settings(WTF_CSRF_ENABLED=True)
 @pytest.mark.parametrize("host", [".", "a..b", "a" * 64 + ".example"])
-def test_a_host_header_that_names_no_host_is_a_plain_400(csrf_app, host):
+def test_a_host_header_that_names_no_host_is_a_plain_400(app, host):
     for path in ("/", "/healthz", "/room/ABCD", "/nope"):
-        response = csrf_app.test_client().get(path, headers={"Host": host})
+        response = app.test_client().get(path, headers={"Host": host})
         assert response.status_code == 400, path
         assert response.mimetype == "text/plain"
         assert b"the Host header does not name this server" in response.data
