@@ -1,4 +1,14 @@
-"""Fixtures: a fresh app per test, socket clients, and a lobby helper."""
+"""The fixtures every layer shares; each name is defined once in the whole suite.
+
+In this process: ``app`` (fresh per test; ``@pytest.mark.settings(NAME=value)``
+overrides config before the factory runs), ``registry``, ``socketio_client``,
+``people`` and ``room`` (InProcessPerson: Flask's and Flask-SocketIO's test
+clients), ``refusals``. Real processes: ``start_server`` (live servers),
+``live_people`` (LivePerson: HTTP and WebSocket), ``redis_server``
+(one for the session) and ``redis_url`` (emptied per test), ``redis_proc``
+(a Redis of the test's own). And ``closing``. A layer's own fixtures live in
+its conftest.py or its module, under names of their own.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +26,8 @@ from chatapp import create_app
 from chatapp.extensions import socketio
 from chatapp.rooms import RoomRegistry
 from chatapp.sockets import CHAT_NAMESPACE
+from tests.support.inprocess import InProcessPerson
+from tests.support.inprocess import SocketFactory
 
 # Short timings so presence rules can be watched in real time.
 FAST = {"LEAVE_GRACE_SECONDS": 0.2}
@@ -33,9 +45,6 @@ def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
 def registry(app: Flask) -> RoomRegistry:
     """The app's RoomRegistry."""
     return app.extensions["room_registry"]
-
-
-SocketFactory = Callable[..., SocketIOTestClient]
 
 
 @pytest.fixture
@@ -59,47 +68,52 @@ def socketio_client(app: Flask) -> Iterator[SocketFactory]:
             client.disconnect(CHAT_NAMESPACE)
 
 
-class Person:
-    """One browser: its own cookie jar, its forms and its sockets."""
-
-    def __init__(self, app: Flask, make_socket: SocketFactory) -> None:
-        self.client = app.test_client()
-        self._make_socket = make_socket
-        self.code = ""
-
-    def create_room(self, name: str) -> str:
-        """Create a room as ``name``; return its code."""
-        response = self.client.post("/", data={"name": name, "code": "", "create": ""})
-        assert response.status_code == 303, response.data
-        self.code = response.headers["Location"].rsplit("/", 1)[1]
-        return self.code
-
-    def join(self, code: str, name: str) -> None:
-        """Join room ``code`` as ``name`` (must succeed)."""
-        response = self.client.post("/", data={"name": name, "code": code, "join": ""})
-        assert response.status_code == 303, response.data
-        self.code = response.headers["Location"].rsplit("/", 1)[1]
-
-    def socket(self, **auth: Any) -> SocketIOTestClient:
-        """Connect a tab to the room (``auth`` as the protocol's payload)."""
-        return self._make_socket(self.client, auth=auth or None)
+@pytest.fixture
+def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], InProcessPerson]:
+    """Make people of this test's app (InProcessPerson), each with its own session."""
+    return lambda: InProcessPerson(app, socketio_client)
 
 
 @pytest.fixture
-def people(app: Flask, socketio_client: SocketFactory) -> Callable[[], Person]:
-    """Make people, each with its own session."""
-    return lambda: Person(app, socketio_client)
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start live servers with the given settings; stop them all at teardown, also on failure.
+
+    ``start(gunicorn=False, open_files=None, **settings)`` returns a started
+    ``LiveServer``: ``python -m chatapp``, or gunicorn with chatapp's worker.
+    """
+    from tests.support.liveserver import LiveServer
+
+    servers: list[LiveServer] = []
+
+    def start(
+        gunicorn: bool = False, open_files: tuple[int, int] | None = None, **settings: object
+    ) -> LiveServer:
+        server = LiveServer(
+            settings, tmp_path_factory.mktemp("live"), gunicorn=gunicorn, open_files=open_files
+        )
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            try:
+                server.stop()
+            except BaseException:
+                server.kill()
+                raise
 
 
 @pytest.fixture
 def live_people() -> Iterator[Callable[[Any], Any]]:
-    """Make browsers (liveserver.Person) of a live server; close them at teardown."""
-    from liveserver import Person as Browser
+    """Make people of a live server or container (LivePerson); close them at teardown."""
+    from tests.support.liveserver import LivePerson
 
-    made: list[Browser] = []
+    made: list[LivePerson] = []
 
-    def make(server: Any) -> Browser:
-        person = Browser(server.url)
+    def make(server: Any) -> LivePerson:
+        person = LivePerson(server.url)
         made.append(person)
         return person
 
@@ -111,7 +125,7 @@ def live_people() -> Iterator[Callable[[Any], Any]]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session."""
-    from redisproc import RedisProcess
+    from tests.support.redisproc import RedisProcess
 
     server = RedisProcess(tmp_path_factory.mktemp("redis"))
     server.start()
@@ -167,7 +181,7 @@ def closing() -> Iterator[Callable[[Any], None]]:
 
 
 @pytest.fixture
-def room(people: Callable[[], Person]) -> tuple[str, Person, Person]:
+def room(people: Callable[[], InProcessPerson]) -> tuple[str, InProcessPerson, InProcessPerson]:
     """ada created a room and bob joined it; neither has connected yet."""
     ada, bob = people(), people()
     code = ada.create_room("ada")
@@ -178,7 +192,7 @@ def room(people: Callable[[], Person]) -> tuple[str, Person, Person]:
 @pytest.fixture
 def redis_proc(tmp_path: Path) -> Iterator[Any]:
     """A redis-server of this test's own, writing every change to disk first."""
-    from redisproc import RedisProcess
+    from tests.support.redisproc import RedisProcess
 
     server = RedisProcess(tmp_path / "redis", persistent=True)
     server.start()

@@ -9,12 +9,12 @@ from datetime import UTC
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import send
-from tests.browser.conftest import wait_connected
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import send
+from tests.support.browser import wait_connected
 
 pytestmark = pytest.mark.browser
 
@@ -26,15 +26,15 @@ def members(page):
     return page.get_by_role("complementary").get_by_role("listitem")
 
 
-def test_invite_join_chat_members_and_typing(server, open_context):
+def test_invite_join_chat_members_and_typing(browser_server, open_context):
     ada = open_context(permissions=CLIPBOARD).new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
 
     ada.get_by_role("button", name="Copy invite link").click()
     expect(ada.get_by_role("status").filter(has_text="Invite link copied")).to_be_visible()
     expect(ada.get_by_role("button", name="Copied")).to_be_visible()
     invite = ada.evaluate("navigator.clipboard.readText()")
-    assert invite == f"{server.url}/?code={code}"
+    assert invite == f"{browser_server.url}/?code={code}"
     expect(ada.get_by_label("Invite link")).to_have_value(invite)
 
     bob = open_context().new_page()
@@ -70,11 +70,11 @@ def test_invite_join_chat_members_and_typing(server, open_context):
     expect(ada.get_by_text("bob is typing…")).to_have_count(0)
 
 
-def test_typing_indicator_clears_after_silence(server, open_context):
+def test_typing_indicator_clears_after_silence(browser_server, open_context):
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob = open_context().new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
 
     bob.get_by_role("textbox", name="Message").press_sequentially("hm")
     expect(ada.get_by_text("bob is typing…")).to_be_visible()
@@ -82,12 +82,12 @@ def test_typing_indicator_clears_after_silence(server, open_context):
     assert chat_texts(ada) == []
 
 
-def test_reload_keeps_history_and_two_tabs_are_one_member(server, open_context):
+def test_reload_keeps_history_and_two_tabs_are_one_member(browser_server, open_context):
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob_context = open_context()
     bob = bob_context.new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
     send(ada, "before the reload")
     expect(log(bob).get_by_text("before the reload")).to_be_visible()
 
@@ -97,7 +97,7 @@ def test_reload_keeps_history_and_two_tabs_are_one_member(server, open_context):
     expect(log(bob).get_by_text("bob joined")).to_have_count(1)
 
     second_tab = bob_context.new_page()
-    second_tab.goto(f"{server.url}/room/{code}")
+    second_tab.goto(f"{browser_server.url}/room/{code}")
     wait_connected(second_tab)
     expect(log(second_tab).get_by_text("before the reload")).to_be_visible()
     expect(members(ada)).to_have_text(["ada (you)", "bob"])
@@ -114,29 +114,29 @@ def test_reload_keeps_history_and_two_tabs_are_one_member(server, open_context):
     expect(members(ada)).to_have_text(["ada (you)", "bob"])
 
 
-def test_leave_returns_to_the_lobby_and_others_see_it(server, open_context):
+def test_leave_returns_to_the_lobby_and_others_see_it(browser_server, open_context):
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob = open_context().new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
 
     bob.get_by_role("button", name="Leave room").click()
 
-    bob.wait_for_url(f"{server.url}/")
+    bob.wait_for_url(f"{browser_server.url}/")
     expect(bob.get_by_role("heading", name="Start chatting")).to_be_visible()
     expect(bob.get_by_label("Your name")).to_be_focused()
     expect(log(ada).get_by_text("bob left")).to_be_visible()
     expect(members(ada)).to_have_text(["ada (you)"])
     # The room page no longer admits bob: it sends him to the lobby with the code.
-    bob.goto(f"{server.url}/room/{code}")
+    bob.goto(f"{browser_server.url}/room/{code}")
     expect(bob.get_by_label("Room code")).to_have_value(code)
 
 
-def test_lines_are_grouped_by_person_under_a_day_separator(server, open_context):
+def test_lines_are_grouped_by_person_under_a_day_separator(browser_server, open_context):
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob = open_context().new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
 
     for text in ("one", "two", "three"):
         send(ada, text)
@@ -164,12 +164,12 @@ def test_lines_are_grouped_by_person_under_a_day_separator(server, open_context)
     )
 
 
-def test_today_becomes_yesterday_at_midnight_in_a_tab_left_open(server, open_context):
+def test_today_becomes_yesterday_at_midnight_in_a_tab_left_open(browser_server, open_context):
     context = open_context(timezone_id="UTC")
     late = datetime.now(UTC).replace(hour=23, minute=59, second=30, microsecond=0)
     context.clock.install(time=late)  # the page's clock; it runs on from there
     ada = context.new_page()
-    create_room(ada, server.url, "ada")
+    create_room(ada, browser_server.url, "ada")
     send(ada, "still up")
     expect(log(ada).get_by_text("still up", exact=True)).to_be_visible()
     separator = log(ada).locator(".day-separator-text")
@@ -178,9 +178,9 @@ def test_today_becomes_yesterday_at_midnight_in_a_tab_left_open(server, open_con
     expect(separator).to_have_text("Yesterday")
 
 
-def test_http_links_are_safe_other_schemes_stay_text(server, open_context):
+def test_http_links_are_safe_other_schemes_stay_text(browser_server, open_context):
     ada = open_context().new_page()
-    create_room(ada, server.url, "ada")
+    create_room(ada, browser_server.url, "ada")
 
     send(ada, "docs at https://example.com/a?b=1&c=<2>. and http://example.org/x (see)")
     send(ada, "javascript:alert(1) data:text/html,hi ftp://example.com/f")
@@ -206,9 +206,9 @@ def test_http_links_are_safe_other_schemes_stay_text(server, open_context):
     ]
 
 
-def test_qr_code_of_the_invite_link(server, open_context):
+def test_qr_code_of_the_invite_link(browser_server, open_context):
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
 
     image = ada.get_by_role("img", name="QR code of the invite link")
     expect(image).to_be_hidden()
@@ -219,8 +219,8 @@ def test_qr_code_of_the_invite_link(server, open_context):
         "(img) => img.complete && img.naturalWidth > 100", arg=image.element_handle()
     )
 
-    response = ada.request.get(f"{server.url}/room/{code}/qr.svg")
+    response = ada.request.get(f"{browser_server.url}/room/{code}/qr.svg")
     assert response.status == 200
     assert response.headers["content-type"].startswith("image/svg+xml")
-    stranger = open_context().request.get(f"{server.url}/room/{code}/qr.svg")
+    stranger = open_context().request.get(f"{browser_server.url}/room/{code}/qr.svg")
     assert stranger.status == 404

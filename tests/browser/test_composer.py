@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import pending
-from tests.browser.conftest import send
-from tests.browser.conftest import start_live_server
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import pending
+from tests.support.browser import send
+from tests.support.browser import start_live_server
 
 pytestmark = pytest.mark.browser
 
@@ -22,9 +22,9 @@ AT_BOTTOM = """() => {
 }"""
 
 
-def test_a_paste_over_the_limit_stays_in_the_box_with_the_reason(server, open_context):
+def test_a_paste_over_the_limit_stays_in_the_box_with_the_reason(browser_server, open_context):
     ada = open_context().new_page()
-    create_room(ada, server.url, "ada")
+    create_room(ada, browser_server.url, "ada")
     box = ada.get_by_role("textbox", name="Message")
     long_text = "word " * 500  # 2,500 characters, 2,499 after trimming
     box.fill(long_text)
@@ -56,9 +56,9 @@ def test_lines_over_the_send_rate_wait_with_the_reason_and_go_in_order(open_cont
         live.close()
 
 
-def test_a_paste_padded_with_spaces_is_sent_trimmed(server, open_context):
+def test_a_paste_padded_with_spaces_is_sent_trimmed(browser_server, open_context):
     ada = open_context().new_page()
-    create_room(ada, server.url, "ada")
+    create_room(ada, browser_server.url, "ada")
     box = ada.get_by_role("textbox", name="Message")
     box.fill("padded" + " " * 70_000 + "\r\n")  # more than a frame may carry, untrimmed
     box.press("Enter")
@@ -91,10 +91,10 @@ def test_a_line_held_when_the_membership_ends_is_not_sent_after_joining_again(op
         live.close()
 
 
-def test_the_log_keeps_following_while_the_box_grows(server, open_context):
+def test_the_log_keeps_following_while_the_box_grows(browser_server, open_context):
     ada, bob = open_context().new_page(), open_context().new_page()
-    code = create_room(ada, server.url, "ada")
-    join_room(bob, server.url, code, "bob")
+    code = create_room(ada, browser_server.url, "ada")
+    join_room(bob, browser_server.url, code, "bob")
     for i in range(30):
         send(bob, f"line {i}")
     expect(log(ada)).to_contain_text("line 29")

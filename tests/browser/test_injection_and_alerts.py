@@ -8,10 +8,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import send
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import send
 
 pytestmark = pytest.mark.browser
 
@@ -68,7 +68,7 @@ def ran(page) -> bool:
 
 
 @pytest.mark.parametrize("name", PAYLOAD_NAMES)
-def test_hostile_names_and_lines_are_text(server, open_context, allow_console, name):
+def test_hostile_names_and_lines_are_text(browser_server, open_context, allow_console, name):
     # Chromium logs the lobby's 400 answer to the refused join below; nothing else.
     allow_console(r"^Failed to load resource: the server responded with a status of 400 ")
     mallory_context = open_context()
@@ -76,9 +76,9 @@ def test_hostile_names_and_lines_are_text(server, open_context, allow_console, n
     ada_context = open_context()
     ada_context.add_init_script(TRAP)
     ada = ada_context.new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     mallory = mallory_context.new_page()
-    join_room(mallory, server.url, code, name)
+    join_room(mallory, browser_server.url, code, name)
 
     for line in PAYLOAD_LINES:
         send(mallory, line)
@@ -93,7 +93,7 @@ def test_hostile_names_and_lines_are_text(server, open_context, allow_console, n
 
     # The lobby shows the name as text too when it is refused (taken).
     other = open_context().new_page()
-    other.goto(f"{server.url}/?code={code}")
+    other.goto(f"{browser_server.url}/?code={code}")
     other.get_by_label("Your name").fill(name)
     other.get_by_role("button", name="Join room").click()
     expect(other.get_by_text("Someone in this room has that name")).to_be_visible()
@@ -120,10 +120,10 @@ LINKS = [
 
 @pytest.mark.parametrize(("line", "text", "href"), LINKS)
 def test_links_end_where_the_address_does_and_read_left_to_right(
-    server, open_context, line, text, href
+    browser_server, open_context, line, text, href
 ):
     ada = open_context().new_page()
-    create_room(ada, server.url, "ada")
+    create_room(ada, browser_server.url, "ada")
     send(ada, line)
     link = log(ada).get_by_role("link")
     expect(link).to_have_text(text)
@@ -133,14 +133,14 @@ def test_links_end_where_the_address_does_and_read_left_to_right(
     assert style == ["ltr", "isolate"]
 
 
-def test_unread_count_in_the_title_while_hidden(server, open_context):
+def test_unread_count_in_the_title_while_hidden(browser_server, open_context):
     ada_context = open_context()
     ada_context.add_init_script(HIDDEN_TAB)
     ada = ada_context.new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     expect(ada).to_have_title(f"{code} · chatapp")
     bob = open_context().new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
 
     ada.evaluate("window.__setHidden(true)")
     for text in ("one", "two", "three"):
@@ -159,15 +159,15 @@ def test_unread_count_in_the_title_while_hidden(server, open_context):
     expect(ada).to_have_title(f"{code} · chatapp")
 
 
-def test_mention_notification_is_opt_in(server, open_context):
+def test_mention_notification_is_opt_in(browser_server, open_context):
     ada_context = open_context()
     ada_context.grant_permissions(["notifications"])
     ada_context.add_init_script(HIDDEN_TAB)
     ada_context.add_init_script(NOTIFICATION_STUB)
     ada = ada_context.new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob = open_context().new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
 
     # Not asked for on its own, and nothing shown before opting in.
     ada.evaluate("window.__setHidden(true)")

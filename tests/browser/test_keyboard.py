@@ -7,10 +7,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import log
-from tests.browser.conftest import wait_connected
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import log
+from tests.support.browser import wait_connected
 
 pytestmark = pytest.mark.browser
 
@@ -41,10 +41,10 @@ def tab_to(page, name: str, key: str = "Tab", limit: int = 25) -> None:
     raise AssertionError(f"{key} never reached {name!r}")
 
 
-def test_keyboard_only_from_lobby_to_leave(server, open_context):
+def test_keyboard_only_from_lobby_to_leave(browser_server, open_context):
     context = open_context(permissions=["clipboard-read", "clipboard-write"])
     ada = context.new_page()
-    ada.goto(server.url + "/")
+    ada.goto(browser_server.url + "/")
 
     # The lobby: focus starts in the name field.
     expect(ada.get_by_label("Your name")).to_be_focused()
@@ -80,13 +80,13 @@ def test_keyboard_only_from_lobby_to_leave(server, open_context):
     # Leave, the one step that cannot be taken back, comes after the tools.
     tab_to(ada, "Leave room", key="Tab", limit=2)  # past "Notify me when mentioned"
     ada.keyboard.press("Enter")
-    ada.wait_for_url(server.url + "/")
+    ada.wait_for_url(browser_server.url + "/")
     expect(ada.get_by_label("Your name")).to_be_focused()
 
 
-def test_focus_ring_on_every_control_of_the_room(server, open_context):
+def test_focus_ring_on_every_control_of_the_room(browser_server, open_context):
     ada = open_context().new_page()
-    create_room(ada, server.url, "ada")
+    create_room(ada, browser_server.url, "ada")
     seen = set()
     for _ in range(20):
         ada.keyboard.press("Tab")
@@ -101,14 +101,14 @@ def test_focus_ring_on_every_control_of_the_room(server, open_context):
         assert expected in seen, seen
 
 
-def test_notices_do_not_steal_focus(server, open_context):
+def test_notices_do_not_steal_focus(browser_server, open_context):
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     composer = ada.get_by_role("textbox", name="Message")
     composer.press_sequentially("half a thou")
 
     bob = open_context().new_page()
-    bob.goto(f"{server.url}/?code={code}")
+    bob.goto(f"{browser_server.url}/?code={code}")
     bob.get_by_label("Your name").fill("bob")
     bob.get_by_role("button", name="Join room").click()
     expect(log(ada).get_by_text("bob joined")).to_be_visible()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import run_axe
-from tests.browser.conftest import screenshot
-from tests.browser.conftest import send
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import run_axe
+from tests.support.browser import screenshot
+from tests.support.browser import send
 
 pytestmark = pytest.mark.browser
 
@@ -30,20 +30,20 @@ def assert_no_horizontal_overflow(page) -> None:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", list(SIZES))
-def test_pages_pass_axe_fit_the_screen_and_are_captured(server, open_context, scheme, size):
+def test_pages_pass_axe_fit_the_screen_and_are_captured(browser_server, open_context, scheme, size):
     width, height = SIZES[size]
     options = {"color_scheme": scheme, "viewport": {"width": width, "height": height}}
     ada = open_context(**options).new_page()
 
-    ada.goto(server.url + "/")
+    ada.goto(browser_server.url + "/")
     expect(ada.get_by_label("Your name")).to_be_focused()
     assert run_axe(ada) == []
     assert_no_horizontal_overflow(ada)
     screenshot(ada, f"lobby-{size}-{scheme}")
 
-    code = create_room(ada, server.url, "ada " + LONG_WORD[:20])
+    code = create_room(ada, browser_server.url, "ada " + LONG_WORD[:20])
     bob = open_context(**options).new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
     for line in LINES:
         send(bob, line)
     send(ada, "hi @bob")
@@ -62,12 +62,12 @@ def test_pages_pass_axe_fit_the_screen_and_are_captured(server, open_context, sc
     assert_no_horizontal_overflow(ada)
 
 
-def test_composer_stays_reachable_above_the_keyboard(server, open_context):
+def test_composer_stays_reachable_above_the_keyboard(browser_server, open_context):
     # A phone with the on-screen keyboard up leaves about 390x500.
     ada = open_context(viewport={"width": 390, "height": 500}).new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob = open_context().new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
     for n in range(15):
         send(bob, f"line {n}")
     expect(log(ada).get_by_text("line 14")).to_be_visible()
@@ -90,12 +90,12 @@ CONTROL_HEIGHTS = """() => [...document.querySelectorAll("button, summary, input
   .map((el) => [el.id || el.textContent.trim(), el.getBoundingClientRect().height])"""
 
 
-def test_every_control_is_a_fingers_size_on_a_touch_phone(server, open_context):
+def test_every_control_is_a_fingers_size_on_a_touch_phone(browser_server, open_context):
     phone = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
     ada = open_context(**phone).new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob = open_context(**phone).new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
     for page in (ada, bob):
         small = [(name, h) for name, h in page.evaluate(CONTROL_HEIGHTS) if h < 44]
         assert small == [], small

@@ -11,21 +11,21 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from liveserver import LiveServer
 from playwright.sync_api import expect
-from redisproc import RedisProcess
 
 from chatapp.rooms import utc_timestamp
 from chatapp.stores import Limits
 from chatapp.stores.redis import RedisStore
-from tests.browser.conftest import chat_texts
-from tests.browser.conftest import create_room
-from tests.browser.conftest import join_room
-from tests.browser.conftest import log
-from tests.browser.conftest import pending
-from tests.browser.conftest import send
-from tests.browser.conftest import start_live_server
-from tests.browser.conftest import wait_connected
+from tests.support.browser import chat_texts
+from tests.support.browser import create_room
+from tests.support.browser import join_room
+from tests.support.browser import log
+from tests.support.browser import pending
+from tests.support.browser import send
+from tests.support.browser import start_live_server
+from tests.support.browser import wait_connected
+from tests.support.liveserver import LiveServer
+from tests.support.redisproc import RedisProcess
 
 pytestmark = pytest.mark.browser
 
@@ -46,14 +46,14 @@ def own_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
 
 
 def test_network_drop_delivers_offline_lines_once_and_catches_up(
-    server, open_context, allow_console
+    browser_server, open_context, allow_console
 ):
     allow_console(NETWORK_NOISE)
     ada = open_context().new_page()
-    code = create_room(ada, server.url, "ada")
+    code = create_room(ada, browser_server.url, "ada")
     bob_context = open_context()
     bob = bob_context.new_page()
-    join_room(bob, server.url, code, "bob")
+    join_room(bob, browser_server.url, code, "bob")
     send(ada, "before")
     expect(log(bob).get_by_text("before")).to_be_visible()
 

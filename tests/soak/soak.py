@@ -57,14 +57,14 @@ import gevent  # noqa: E402
 import websocket  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS))
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: make the tests package importable
 
-from liveserver import LiveServer  # noqa: E402
-from liveserver import Person  # noqa: E402
-from rawsocket import CHAT  # noqa: E402
-from rawsocket import Closed  # noqa: E402
-from rawsocket import RawSocket  # noqa: E402
+from tests.support.liveserver import LivePerson  # noqa: E402
+from tests.support.liveserver import LiveServer  # noqa: E402
+from tests.support.rawsocket import CHAT  # noqa: E402
+from tests.support.rawsocket import Closed  # noqa: E402
+from tests.support.rawsocket import RawSocket  # noqa: E402
 
 GOAL_P99_MS = 250.0
 GOAL_RSS_GROWTH = 0.10
@@ -117,7 +117,7 @@ class Member:
         self.index = index
         self.room = room
         self.stats = stats
-        self.person: Person | None = None
+        self.person: LivePerson | None = None
         self.sock: RawSocket | None = None
         self.ids: list[int] = []
         self.acked_ids: list[int] = []
@@ -131,7 +131,7 @@ class Member:
 
     def enter(self, url: str, code: str | None) -> str:
         """Create (``code`` None) or join the room through the lobby; return its code."""
-        self.person = Person(url)
+        self.person = LivePerson(url)
         if code is None:
             return self.person.create_room(self.name)
         self.person.join(code, self.name)
