@@ -30,7 +30,7 @@ It also keeps, for each connection, the rooms it is in. python-socketio's
 ``basic_disconnect`` and ``get_rooms`` find them by looking at every room of
 the namespace, and every connection has a room of its own: with 10,000
 connections each disconnect walked 10,000 rooms. Here both are a lookup.
-tests/test_perf_internals.py pins the internals this relies on.
+tests/engine/test_library_pins.py pins the internals this relies on.
 """
 
 from __future__ import annotations

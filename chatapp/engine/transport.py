@@ -33,8 +33,8 @@ server like any other, so python-socketio, ``eio.disconnect``, Engine.IO's
 service task and HTTP requests naming its sid drive it unchanged.
 Connections that begin with long-polling keep python-engineio's own path,
 and so does every connection under a server whose handler cannot detach.
-tests/test_transport.py pins the behaviour on the real server;
-tests/test_perf_internals.py the library internals it relies on.
+tests/engine/test_transport.py pins the behaviour on the real server;
+tests/engine/test_library_pins.py the library internals it relies on.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ It relies on two internals of gevent-websocket 0.10: ``WebSocket.read_frame``
 (whose header decoding it repeats) and the handler's ``websocket`` attribute
 and ``wsgi.websocket`` environ key set by ``upgrade_connection``, which it
 replaces with a bounded WebSocket on the same stream before any frame.
-tests/test_websocket_limits.py pins the behaviour against the installed
+tests/engine/test_websocket.py pins the behaviour against the installed
 version.
 
 It also writes frames its own way (FrameWriter, which chatapp.engine.transport's

@@ -10,7 +10,7 @@ typing throttle, the room limits) runs inside the store, atomically: under
 a lock in memory, in one Lua script call in Redis, so that two processes
 cannot both pass it. Those rules are therefore written twice, in
 stores/memory.py and stores/redis.lua; the table at the top of redis.lua
-pairs them, and the contract suite (tests/test_rooms.py, over both stores)
+pairs them, and the contract suite (tests/domain/test_rooms.py, over both stores)
 is the proof that they agree.
 """
 

@@ -1,6 +1,6 @@
 -- chatapp's Redis store: every operation of the Store interface as one
 -- atomic script (chatapp/stores/redis.py calls it; stores/memory.py is the
--- same logic in Python, and tests/test_rooms.py holds both to it).
+-- same logic in Python, and tests/domain/test_rooms.py holds both to it).
 --
 -- Rules kept twice, here and in stores/memory.py (change both together):
 --   rule                                         here                      memory.py
