@@ -171,3 +171,19 @@ def test_pywsgi_sets_the_application_only_once_the_headers_are_in():
         "self.application = self.server.application"
     )
     assert "except socket.error" in source  # a BaseException passes through
+
+
+def test_pywsgi_reads_headers_through_message_class():
+    # ChatWebSocketHandler.MessageClass replaces the email parser: pywsgi must
+    # still call it, read ``status`` and use the py3 OldMessage it returns.
+    from gevent.pywsgi import OldMessage
+    from gevent.pywsgi import WSGIHandler
+
+    source = inspect.getsource(WSGIHandler.read_request)
+    assert "self.headers = self.MessageClass(self.rfile, 0)" in source
+    assert "if self.headers.status:" in source
+    message = OldMessage()
+    message._headers.append(("Content-Type", "text/plain"))
+    assert message.typeheader == "text/plain" and list(message.headers) == [
+        "Content-Type: text/plain\r\n"
+    ]

@@ -98,3 +98,38 @@ def test_sigterm_closes_sockets_then_exits(tmp_path):
         ada.close()
     finally:
         server.close()
+
+
+def raw_status(server: LiveServer, request: bytes) -> int:
+    """Send ``request`` as is; return the status of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (b"Host: x\r\nX-A: 1\r\nx-a: 2\r\nCookie: a=1\r\nCookie: b=2\r\n", 200),
+        (b"Host: x\r\nX-Folded: a\r\n b\r\n", 400),  # obs-fold (RFC 7230 3.2.4)
+        (b"Host: x\r\nNo colon here\r\n", 400),
+        (b"Host: x\r\n: no name\r\n", 400),
+        (b"Host: x\r\nX-Space : 1\r\n", 400),  # white space before the colon
+        (b"Host: x\r\nX-Long: " + b"a" * 70000 + b"\r\n", 400),
+        (b"Host: x\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)), 400),
+    ],
+    ids=["repeated", "folded", "no colon", "no name", "space", "long", "too many"],
+)
+def test_request_headers_are_read_within_http_clients_limits(start_server, headers, status):
+    # chatapp.engine.websocket reads headers itself, without the email parser.
+    server = start_server()
+    request = b"GET /healthz HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n"
+    assert raw_status(server, request) == status
+    assert server.health() == 200
